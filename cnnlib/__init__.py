@@ -1,0 +1,1 @@
+"""cnnlib: the layers of a convolutional neural network as readable, fast Numba kernels."""
