@@ -10,4 +10,4 @@ from numba import njit, prange
 kernel = njit(parallel=True, cache=True)
 serial_kernel = njit(cache=True)
 
-__all__ = ["kernel", "serial_kernel", "prange"]
+__all__ = ["kernel", "prange", "serial_kernel"]
