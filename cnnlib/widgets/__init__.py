@@ -1,0 +1,6 @@
+"""Per-notebook helpers: each topic module holds that notebook's widgets, figures and exercise checks.
+
+`intro` (00), `conv` (01), `pool` (02), `norm` (03), `activations` (04), `backprop` (05),
+`pipeline` (06); `_base` is the `Explorer` pattern they share.  Import the one you need:
+``from cnnlib.widgets import conv``.
+"""
