@@ -46,7 +46,7 @@ def as_float_array(x: object, name: str, dtype: np.dtype | None = None) -> np.nd
         )
     if dtype is None:
         dtype = float_dtype(arr)
-    return np.ascontiguousarray(arr, dtype=dtype)
+    return np.asarray(arr, dtype=dtype, order="C")  # keeps 0-d scalars 0-d
 
 
 def check_ndim(x: np.ndarray, ndim: int, name: str, layout: str) -> None:

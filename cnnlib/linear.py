@@ -1,0 +1,95 @@
+"""The fully connected layer ``y = Wx + b`` as a forward/backward pair (notebook 04).
+
+The wrapper does the matrix products with ``np.matmul`` (BLAS), the fast path.
+``_linear_forward_kernel`` is the same sum written as loops, ``y_o = Σ_i W[o,i]·x_i + b_o``,
+for reading next to the lecture's ``y = f(Wx + b)``; the tests check both agree.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from ._check import as_float_array, check_cache, check_dout, check_ndim, float_dtype
+from ._jit import kernel, prange
+
+
+class LinearCache(NamedTuple):
+    x: np.ndarray  # (N, D_in), the forward input
+    w: np.ndarray  # (D_out, D_in)
+
+
+def linear_forward(x: object, w: object, b: object) -> tuple[np.ndarray, LinearCache]:
+    """Fully connected layer: ``out = x @ w.T + b``, ``out[n, o] = Σ_i w[o, i]·x[n, i] + b[o]``.
+
+    x: (N, D_in), one sample per row (flatten feature maps first: ``x.reshape(N, -1)``).
+    w: (D_out, D_in), PyTorch's layout. b: (D_out,). out: (N, D_out), in the common float
+    dtype of x, w, b. The cache holds ``x`` and ``w``.
+    """
+    dtype = float_dtype(x, w, b)
+    x = as_float_array(x, "x", dtype)
+    w = as_float_array(w, "w", dtype)
+    b = as_float_array(b, "b", dtype)
+    check_ndim(w, 2, "w", "(D_out, D_in)")
+    _check_x(x, w)
+    if b.shape != (w.shape[0],):
+        raise ValueError(
+            f"b has shape {b.shape} but w has {w.shape[0]} output features, "
+            f"so b must have shape ({w.shape[0]},)"
+        )
+    out = np.matmul(x, w.T) + b  # (N, D_out)
+    return out, LinearCache(x, w)
+
+
+def _check_x(x: np.ndarray, w: np.ndarray) -> None:
+    """x must be (N, D_in) with D_in = w.shape[1]; say how to get there when it is not."""
+    d_out, d_in = w.shape
+    if x.ndim != 2:
+        if x.ndim == 1:
+            hint = "For a single sample add a batch axis: x[None]."
+        else:
+            features = int(np.prod(x.shape[1:]))
+            hint = (
+                f"Flatten each sample first: x.reshape(N, -1) (the Flatten layer) gives "
+                f"{features} features per sample."
+            )
+        raise ValueError(
+            f"x must have 2 dimensions (N, D_in), but it has {x.ndim} (shape {x.shape}). {hint}"
+        )
+    if x.shape[1] != d_in:
+        hint = ""
+        if x.shape[1] == d_out:
+            hint = (
+                f" w looks transposed: cnnlib stores linear weights as (D_out, D_in), "
+                f"so pass w.T (shape {(d_in, d_out)})."
+            )
+        raise ValueError(f"x has {x.shape[1]} features but w expects {d_in}.{hint}")
+
+
+@kernel
+def _linear_forward_kernel(x, w, b, out):
+    """``out[n, o] = Σ_i w[o, i]·x[n, i] + b[o]``; x (N, D_in), w (D_out, D_in), out (N, D_out)."""
+    n_samples, d_in = x.shape
+    d_out = w.shape[0]
+    for n in prange(n_samples):  # sample n writes its own row out[n]
+        for o in range(d_out):
+            y = b[o]
+            for i in range(d_in):
+                y += w[o, i] * x[n, i]
+            out[n, o] = y
+
+
+def linear_backward(dout: object, cache: LinearCache) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gradients of ``out = x @ w.T + b``: ``dx = dout @ w``, ``dw = dout.T @ x``,
+    ``db = Σ_n dout[n]``.
+
+    dout: (N, D_out). dx: (N, D_in), dw: (D_out, D_in), db: (D_out,), in the forward's dtype.
+    """
+    check_cache(cache, LinearCache, "linear")
+    x, w = cache
+    dout = check_dout(dout, (x.shape[0], w.shape[0]), x.dtype, "linear")
+    dx = np.matmul(dout, w)  # (N, D_in)
+    dw = np.matmul(dout.T, x)  # (D_out, D_in)
+    db = dout.sum(axis=0)  # (D_out,)
+    return dx, dw, db
