@@ -1,0 +1,235 @@
+"""Pooling layers: max and average pooling over each channel's H×W plane (lecture §三, §七.2).
+
+With window KH×KW, stride (sh, sw) and padding (ph, pw), output pixel (i, j) looks at
+x[n, c, i·sh − ph + m, j·sw − pw + q] for 0 ≤ m < KH, 0 ≤ q < KW. Output size by the floor
+formula H_out = (H + 2·ph − KH) // sh + 1; rows/columns that do not fit are dropped.
+Padding counts as −∞ for max pooling (a padded position never wins) and as 0 for average
+pooling, whose divisor is always KH·KW (PyTorch's default, ``count_include_pad=True``).
+The kernels skip the window positions that fall in the padding instead of padding a copy of x.
+Notebook 02 teaches the forward passes, notebook 05 the backward passes.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from ._check import as_float_array, as_pair, check_cache, check_dout, check_ndim
+from ._jit import kernel, prange, serial_kernel
+
+__all__ = [
+    "AvgPool2dCache",
+    "MaxPool2dCache",
+    "avg_pool2d_backward",
+    "avg_pool2d_forward",
+    "max_pool2d_backward",
+    "max_pool2d_forward",
+]
+
+
+def _pool_args(
+    x: object, kernel_size: object, stride: object, padding: object
+) -> tuple[np.ndarray, tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, ...]]:
+    """Checked (x, kernel_size, stride, padding, output shape) shared by both poolings."""
+    x = as_float_array(x, "x")
+    check_ndim(x, 4, "x", "(N, C, H, W)")
+    KH, KW = as_pair(kernel_size, "kernel_size", minimum=1)
+    sh, sw = (KH, KW) if stride is None else as_pair(stride, "stride", minimum=1)
+    ph, pw = as_pair(padding, "padding", minimum=0)
+    for p, k in ((ph, KH), (pw, KW)):
+        if p > k // 2:
+            raise ValueError(
+                f"padding {p} is more than half of kernel_size {k}; PyTorch has the same rule"
+            )
+    N, C, H, W = x.shape
+    if H + 2 * ph < KH or W + 2 * pw < KW:
+        raise ValueError(
+            f"kernel_size {(KH, KW)} is larger than the input: x is {H}×{W}, "
+            f"{H + 2 * ph}×{W + 2 * pw} with padding {(ph, pw)}; use a smaller kernel_size"
+        )
+    out_shape = (N, C, (H + 2 * ph - KH) // sh + 1, (W + 2 * pw - KW) // sw + 1)
+    return x, (KH, KW), (sh, sw), (ph, pw), out_shape
+
+
+# --------------------------------------------------------------------------- max pooling
+
+
+class MaxPool2dCache(NamedTuple):
+    """What ``max_pool2d_backward`` needs: the input's shape and dtype and, per output pixel,
+    ``argmax[n, c, i, j] = h·W + w``, the position in x[n, c] of its window's maximum."""
+
+    x_shape: tuple[int, int, int, int]
+    dtype: np.dtype
+    argmax: np.ndarray
+
+
+def max_pool2d_forward(
+    x: np.ndarray,
+    kernel_size: int | tuple[int, int],
+    stride: int | tuple[int, int] | None = None,
+    padding: int | tuple[int, int] = 0,
+) -> tuple[np.ndarray, MaxPool2dCache]:
+    """Max pooling: out[n, c, i, j] = max_{m, q} x[n, c, i·sh − ph + m, j·sw − pw + q].
+
+    x: (N, C, H, W); kernel_size, stride (None = kernel_size), padding: int or (h, w) pair,
+    padding ≤ kernel_size // 2 and treated as −∞. Returns out (N, C, H_out, W_out), same float
+    dtype as x (integer x becomes float64), and a ``MaxPool2dCache`` holding ``argmax``, the
+    first maximum of each window in row-major order (a NaN counts as the maximum).
+    Notebook 02 (lecture §三 プーリング層); the backward pass in notebook 05.
+    """
+    x, (KH, KW), (sh, sw), (ph, pw), out_shape = _pool_args(x, kernel_size, stride, padding)
+    out = np.empty(out_shape, dtype=x.dtype)
+    argmax = np.empty(out_shape, dtype=np.int64)
+    _max_pool2d_kernel(x, KH, KW, sh, sw, ph, pw, out, argmax)
+    return out, MaxPool2dCache(x.shape, x.dtype, argmax)
+
+
+@kernel
+def _max_pool2d_kernel(x, KH, KW, sh, sw, ph, pw, out, argmax):
+    N, C, H, W = x.shape
+    H_out, W_out = out.shape[2], out.shape[3]
+    for nc in prange(N * C):  # each iteration owns the plane (n, c) of out and argmax
+        n, c = nc // C, nc % C
+        for i in range(H_out):
+            for j in range(W_out):
+                h0, w0 = i * sh - ph, j * sw - pw  # window corner; may lie in the padding
+                # only the window rows m and columns q inside x are visited: padding never wins
+                m_lo, m_hi = max(0, -h0), min(KH, H - h0)
+                q_lo, q_hi = max(0, -w0), min(KW, W - w0)
+                best = x[n, c, h0 + m_lo, w0 + q_lo]
+                best_at = (h0 + m_lo) * W + (w0 + q_lo)
+                saw_nan = False
+                for m in range(m_lo, m_hi):
+                    for q in range(q_lo, q_hi):
+                        v = x[n, c, h0 + m, w0 + q]  # Y(i, j) = max_{m, q} X(i + m, j + q)
+                        if v > best:  # ">" not ">=": on a tie the first maximum (row-major) stays
+                            best = v
+                            best_at = (h0 + m) * W + (w0 + q)
+                        saw_nan |= np.isnan(v)
+                if saw_nan:  # NaN fails every ">", so look for it apart: the first NaN wins
+                    best_at = _first_nan_at(x[n, c], h0 + m_lo, h0 + m_hi, w0 + q_lo, w0 + q_hi)
+                    best = x.dtype.type(np.nan)
+                out[n, c, i, j] = best
+                argmax[n, c, i, j] = best_at
+
+
+@serial_kernel
+def _first_nan_at(plane, h_lo, h_hi, w_lo, w_hi):
+    """Flat index h·W + w of the first NaN (row-major) in plane[h_lo:h_hi, w_lo:w_hi], or −1."""
+    for h in range(h_lo, h_hi):
+        for w in range(w_lo, w_hi):
+            if np.isnan(plane[h, w]):
+                return h * plane.shape[1] + w
+    return -1
+
+
+def max_pool2d_backward(dout: np.ndarray, cache: MaxPool2dCache) -> np.ndarray:
+    """dx[n, c, h, w] = Σ of dout[n, c, i, j] over the windows (i, j) whose maximum is at (h, w).
+
+    dout: (N, C, H_out, W_out); cache from ``max_pool2d_forward``. Returns dx (N, C, H, W):
+    each window sends its whole upstream value to one position, so with overlapping windows
+    (stride < kernel_size) a position that wins several windows collects all of them.
+    """
+    check_cache(cache, MaxPool2dCache, "max_pool2d")
+    dout = check_dout(dout, cache.argmax.shape, cache.dtype, "max_pool2d")
+    dx = np.zeros(cache.x_shape, dtype=cache.dtype)
+    _max_pool2d_backward_kernel(dout, cache.argmax, dx)
+    return dx
+
+
+@kernel
+def _max_pool2d_backward_kernel(dout, argmax, dx):
+    N, C, H_out, W_out = dout.shape
+    W = dx.shape[3]
+    # each iteration owns the plane dx[n, c]: overlapping windows "+=" into the same element
+    # from different (i, j), which is race-free because no other iteration touches that plane
+    for nc in prange(N * C):
+        n, c = nc // C, nc % C
+        for i in range(H_out):
+            for j in range(W_out):
+                at = argmax[n, c, i, j]
+                dx[n, c, at // W, at % W] += dout[n, c, i, j]
+
+
+# ----------------------------------------------------------------------- average pooling
+
+
+class AvgPool2dCache(NamedTuple):
+    """What ``avg_pool2d_backward`` needs: the input's shape and dtype and the window."""
+
+    x_shape: tuple[int, int, int, int]
+    dtype: np.dtype
+    out_shape: tuple[int, int, int, int]
+    kernel_size: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+
+
+def avg_pool2d_forward(
+    x: np.ndarray,
+    kernel_size: int | tuple[int, int],
+    stride: int | tuple[int, int] | None = None,
+    padding: int | tuple[int, int] = 0,
+) -> tuple[np.ndarray, AvgPool2dCache]:
+    """Average pooling: out[n, c, i, j] = Σ_{m, q} x[n, c, i·sh − ph + m, j·sw − pw + q] / (KH·KW).
+
+    x: (N, C, H, W); kernel_size, stride (None = kernel_size), padding: int or (h, w) pair,
+    padding ≤ kernel_size // 2 and treated as zeros that still count in the divisor KH·KW.
+    Returns out (N, C, H_out, W_out) in x's float dtype (integer x becomes float64) and an
+    ``AvgPool2dCache`` (shapes, dtype, window; x itself is not needed).
+    Notebook 02 (lecture §三 プーリング層); the backward pass in notebook 05.
+    """
+    x, (KH, KW), (sh, sw), (ph, pw), out_shape = _pool_args(x, kernel_size, stride, padding)
+    out = np.empty(out_shape, dtype=x.dtype)
+    _avg_pool2d_kernel(x, KH, KW, sh, sw, ph, pw, x.dtype.type(KH * KW), out)
+    cache = AvgPool2dCache(x.shape, x.dtype, out_shape, (KH, KW), (sh, sw), (ph, pw))
+    return out, cache
+
+
+@kernel
+def _avg_pool2d_kernel(x, KH, KW, sh, sw, ph, pw, area, out):
+    N, C, H, W = x.shape
+    H_out, W_out = out.shape[2], out.shape[3]
+    for nc in prange(N * C):  # each iteration owns the plane (n, c) of out
+        n, c = nc // C, nc % C
+        for i in range(H_out):
+            for j in range(W_out):
+                h0, w0 = i * sh - ph, j * sw - pw  # window corner; may lie in the padding
+                total = x.dtype.type(0)  # the padded positions add 0, so they are skipped
+                for m in range(max(0, -h0), min(KH, H - h0)):
+                    for q in range(max(0, -w0), min(KW, W - w0)):
+                        total += x[n, c, h0 + m, w0 + q]  # Y(i, j) = Σ_{m, q} X(i + m, j + q) / p²
+                out[n, c, i, j] = total / area
+
+
+def avg_pool2d_backward(dout: np.ndarray, cache: AvgPool2dCache) -> np.ndarray:
+    """dx[n, c, h, w] = Σ of dout[n, c, i, j] / (KH·KW) over the windows (i, j) containing (h, w).
+
+    dout: (N, C, H_out, W_out); cache from ``avg_pool2d_forward``. Returns dx (N, C, H, W):
+    each window spreads its upstream value evenly over its KH·KW positions (the part that
+    falls on the padding is dropped).
+    """
+    check_cache(cache, AvgPool2dCache, "avg_pool2d")
+    dout = check_dout(dout, cache.out_shape, cache.dtype, "avg_pool2d")
+    (KH, KW), (sh, sw), (ph, pw) = cache.kernel_size, cache.stride, cache.padding
+    dx = np.zeros(cache.x_shape, dtype=cache.dtype)
+    _avg_pool2d_backward_kernel(dout, KH, KW, sh, sw, ph, pw, cache.dtype.type(KH * KW), dx)
+    return dx
+
+
+@kernel
+def _avg_pool2d_backward_kernel(dout, KH, KW, sh, sw, ph, pw, area, dx):
+    N, C, H_out, W_out = dout.shape
+    H, W = dx.shape[2], dx.shape[3]
+    # each iteration owns the plane dx[n, c]: overlapping windows "+=" into the same element
+    # from different (i, j), which is race-free because no other iteration touches that plane
+    for nc in prange(N * C):
+        n, c = nc // C, nc % C
+        for i in range(H_out):
+            for j in range(W_out):
+                h0, w0 = i * sh - ph, j * sw - pw
+                share = dout[n, c, i, j] / area
+                for m in range(max(0, -h0), min(KH, H - h0)):
+                    for q in range(max(0, -w0), min(KW, W - w0)):
+                        dx[n, c, h0 + m, w0 + q] += share
