@@ -1,14 +1,13 @@
 """Activation functions: hand-worked values, the reference, numerical gradients, kernels, errors."""
 
 import math
-import re
 
-import numba
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from numba_checks import float64_instructions
 from numpy.testing import assert_allclose
 
 from cnnlib import activations as A
@@ -158,17 +157,6 @@ def test_parallel_kernel_matches_serial_py_func(name, dtype):
         kern(*kernel_args(name, dtype, *inputs), parallel)
         kern.py_func(*kernel_args(name, dtype, *inputs), serial)
         assert_allclose(parallel, serial, rtol=rtol, atol=1e-7)
-
-
-FLOAT64_OP = re.compile(r"\b(fadd|fsub|fmul|fdiv|fcmp|fpext|call)\b.*\bdouble\b")
-
-
-def float64_instructions(py_func, *args):
-    """IR lines of a fresh (uncached, serial) compile that compute in double precision."""
-    compiled = numba.njit(py_func)
-    compiled(*args)
-    ir = compiled.inspect_llvm(compiled.signatures[0])
-    return [ln for ln in ir.splitlines() if FLOAT64_OP.search(ln) and "PyFloat_AsDouble" not in ln]
 
 
 def test_float64_detector_catches_an_untyped_literal():

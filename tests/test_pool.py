@@ -1,8 +1,7 @@
-import re
 
-import numba
 import numpy as np
 import pytest
+from numba_checks import float64_instructions
 from numpy.testing import assert_allclose, assert_array_equal
 
 from cnnlib import reference as ref
@@ -218,9 +217,6 @@ def test_parallel_kernels_match_serial_py_func(dtype):
     assert_allclose(dx, dx_py, rtol=1e-6, atol=1e-7)
 
 
-FLOAT64_OP = re.compile(r"\b(fadd|fsub|fmul|fdiv|fcmp|fpext|call)\b.*\bdouble\b")
-
-
 def test_float32_kernels_compute_in_float32():
     """No float64 arithmetic in the LLVM IR of a fresh serial compile for float32 arrays."""
     x = np.ones((1, 2, 4, 4), np.float32)
@@ -233,12 +229,7 @@ def test_float32_kernels_compute_in_float32():
         (_avg_pool2d_backward_kernel, (out, *hyper, np.float32(4), x.copy())),
     ]
     for kern, args in cases:
-        compiled = numba.njit(kern.py_func)
-        compiled(*args)
-        ir = compiled.inspect_llvm(compiled.signatures[0])
-        # PyFloat_AsDouble only unboxes the float32 argument `area` in the Python wrapper
-        lines = [ln for ln in ir.splitlines() if FLOAT64_OP.search(ln)]
-        assert [ln for ln in lines if "PyFloat_AsDouble" not in ln] == [], kern.__name__
+        assert float64_instructions(kern.py_func, *args) == [], kern.__name__
 
 
 @pytest.mark.parametrize("pool", ["max", "avg"])
