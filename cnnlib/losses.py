@@ -104,15 +104,18 @@ def _check_labels(labels: object, n_samples: int, n_classes: int) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.int64)
 
 
-@kernel
+@serial_kernel
 def _softmax_cross_entropy_kernel(logits, labels, dlogits, row_loss):
     """Row n, with z = logits[n], y = labels[n], m = max z:
     ``row_loss[n] = log Σ_c exp(z_c − m) − (z_y − m)``,
     ``dlogits[n] = (softmax(z) − onehot(y)) / N``.
+
+    Serial on purpose: a batch of logits (64 × 10) is a few microseconds of work, less than
+    waking a second thread costs, and this runs once per training step (notebook 07).
     """
     one = logits.dtype.type(1)
     inv_n = logits.dtype.type(1 / logits.shape[0])
-    for n in prange(logits.shape[0]):  # row n writes dlogits[n] and row_loss[n] only
+    for n in range(logits.shape[0]):
         y = labels[n]
         m, log_total = _softmax_row(logits[n], dlogits[n])
         row_loss[n] = log_total - (logits[n, y] - m)  # not (m + log_total) − z_y: m may be huge

@@ -13,6 +13,8 @@ cancel like Σx² − Mμ² can), and every sum over many values — μ, σ², d
 sums in dx — is accumulated in float64, also for float32 input (a float32 running sum of
 M = 10⁵ values can be off by up to M·2⁻²⁴ ≈ 0.6 %). The per-element work (x̂, out, dx) runs in
 x's dtype, and every output, gradient and cached statistic has x's dtype.
+Batch norm's public functions run ``_batch_norm_*_fast_kernel``: the same sums arranged so that
+they vectorise (one partial sum per pixel position), tested equal to the readable kernels.
 Notebook 03 teaches this module.
 """
 
@@ -107,9 +109,8 @@ def batch_norm_forward(
             f"shape {x.shape} (N·H·W = {N * H * W}); PyTorch has the same rule"
         )
     mean, var, rstd = (np.empty(C, dtype=x.dtype) for _ in range(3))
-    _batch_norm_stats_kernel(x, eps, mean, var, rstd)
     out = np.empty_like(x)
-    _batch_norm_apply_kernel(x, mean, rstd, gamma, beta, out)
+    _batch_norm_forward_fast_kernel(x, gamma, beta, eps, out, mean, var, rstd)
     return out, BatchNormCache(x, gamma, mean, var, rstd)
 
 
@@ -145,6 +146,41 @@ def _batch_norm_apply_kernel(x, mean, rstd, gamma, beta, out):
                 for w in range(W):
                     x_hat = (x[n, c, h, w] - mu) * r  # x̂ = (x − μ) / sqrt(σ² + eps)
                     out[n, c, h, w] = g * x_hat + b  # y = γ x̂ + β
+
+
+@kernel
+def _batch_norm_forward_fast_kernel(x, gamma, beta, eps, out, mean, var, rstd):
+    """The two kernels above in one pass per channel, arranged so that the loops vectorise.
+
+    A float64 running sum is one long chain of dependent additions, which the compiler may not
+    reorder (no fastmath). Here each pixel position p of the H·W plane gets its own float64
+    partial sum over the batch, ``sums[p] += x[n, c, p]``: the additions for neighbouring p are
+    independent, so they run several at a time (SIMD). Same precision, other summation order;
+    the tests check it against the readable kernels.
+    """
+    N, C, H, W = x.shape
+    P = H * W
+    count = N * P
+    x3, out3 = x.reshape(N, C, P), out.reshape(N, C, P)  # each plane x[n, c] is contiguous
+    for c in prange(C):  # each iteration owns out[:, c], mean[c], var[c] and rstd[c]
+        sums = np.zeros(P)  # float64
+        for n in range(N):
+            for p in range(P):
+                sums[p] += x3[n, c, p]
+        mu = sums.sum() / count
+        sums[:] = 0.0
+        for n in range(N):
+            for p in range(P):
+                d = x3[n, c, p] - mu
+                sums[p] += d * d
+        squares = sums.sum()
+        mean[c] = mu
+        var[c] = squares / count
+        rstd[c] = 1.0 / np.sqrt(squares / count + eps)
+        mu_c, r, g, b = mean[c], rstd[c], gamma[c], beta[c]  # in x's dtype, as in the apply kernel
+        for n in range(N):
+            for p in range(P):
+                out3[n, c, p] = g * ((x3[n, c, p] - mu_c) * r) + b
 
 
 def batch_norm_inference(
@@ -187,7 +223,7 @@ def batch_norm_backward(
     dout = check_dout(dout, cache.x.shape, cache.x.dtype, "batch_norm")
     dx = np.empty_like(cache.x)
     dgamma, dbeta = np.empty_like(cache.gamma), np.empty_like(cache.gamma)
-    _batch_norm_backward_kernel(
+    _batch_norm_backward_fast_kernel(
         dout, cache.x, cache.mean, cache.rstd, cache.gamma, dx, dgamma, dbeta
     )
     return dx, dgamma, dbeta
@@ -219,6 +255,35 @@ def _batch_norm_backward_kernel(dout, x, mean, rstd, gamma, dx, dgamma, dbeta):
                     dx[n, c, h, w] = scale * (
                         dout[n, c, h, w] - mean_dout - x_hat * mean_dout_x_hat
                     )
+
+
+@kernel
+def _batch_norm_backward_fast_kernel(dout, x, mean, rstd, gamma, dx, dgamma, dbeta):
+    """``_batch_norm_backward_kernel`` with one float64 partial sum per pixel position, so the
+    sums vectorise (see ``_batch_norm_forward_fast_kernel``). Same formulas."""
+    N, C, H, W = x.shape
+    P = H * W
+    count = N * P
+    x3, dout3, dx3 = x.reshape(N, C, P), dout.reshape(N, C, P), dx.reshape(N, C, P)
+    for c in prange(C):  # each iteration owns dx[:, c], dgamma[c] and dbeta[c]
+        mu, r = mean[c], rstd[c]
+        sums_dout = np.zeros(P)  # float64
+        sums_dout_x_hat = np.zeros(P)
+        for n in range(N):
+            for p in range(P):
+                x_hat = (x3[n, c, p] - mu) * r
+                sums_dout[p] += dout3[n, c, p]
+                sums_dout_x_hat[p] += dout3[n, c, p] * x_hat
+        sum_dout, sum_dout_x_hat = sums_dout.sum(), sums_dout_x_hat.sum()
+        dbeta[c] = sum_dout
+        dgamma[c] = sum_dout_x_hat
+        mean_dout = x.dtype.type(sum_dout / count)
+        mean_dout_x_hat = x.dtype.type(sum_dout_x_hat / count)
+        scale = gamma[c] * r
+        for n in range(N):
+            for p in range(P):
+                x_hat = (x3[n, c, p] - mu) * r
+                dx3[n, c, p] = scale * (dout3[n, c, p] - mean_dout - x_hat * mean_dout_x_hat)
 
 
 # ------------------------------------------------------------------ group and layer norm

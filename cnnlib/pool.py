@@ -6,6 +6,8 @@ formula H_out = (H + 2·ph − KH) // sh + 1; rows/columns that do not fit are d
 Padding counts as −∞ for max pooling (a padded position never wins) and as 0 for average
 pooling, whose divisor is always KH·KW (PyTorch's default, ``count_include_pad=True``).
 The kernels skip the window positions that fall in the padding instead of padding a copy of x.
+Max pooling with 2×2 windows, stride 2 and no padding (nearly every CNN in the course) runs
+unrolled twins of the general kernels, several times faster and tested to give the same numbers.
 Notebook 02 teaches the forward passes, notebook 05 the backward passes.
 """
 
@@ -62,6 +64,7 @@ class MaxPool2dCache(NamedTuple):
     x_shape: tuple[int, int, int, int]
     dtype: np.dtype
     argmax: np.ndarray
+    plain_2x2: bool = False  # 2×2 windows, stride 2, no padding: the unrolled kernels ran
 
 
 def max_pool2d_forward(
@@ -81,8 +84,17 @@ def max_pool2d_forward(
     x, (KH, KW), (sh, sw), (ph, pw), out_shape = _pool_args(x, kernel_size, stride, padding)
     out = np.empty(out_shape, dtype=x.dtype)
     argmax = np.empty(out_shape, dtype=np.int64)
-    _max_pool2d_kernel(x, KH, KW, sh, sw, ph, pw, out, argmax)
-    return out, MaxPool2dCache(x.shape, x.dtype, argmax)
+    if _is_plain_2x2(KH, KW, sh, sw, ph, pw):
+        _max_pool2d_2x2_kernel(x, out, argmax)  # the common case, unrolled: same numbers
+    else:
+        _max_pool2d_kernel(x, KH, KW, sh, sw, ph, pw, out, argmax)
+    plain_2x2 = _is_plain_2x2(KH, KW, sh, sw, ph, pw)
+    return out, MaxPool2dCache(x.shape, x.dtype, argmax, plain_2x2)
+
+
+def _is_plain_2x2(KH: int, KW: int, sh: int, sw: int, ph: int, pw: int) -> bool:
+    """2×2 windows, stride 2, no padding: the pooling of nearly every CNN in the course."""
+    return (KH, KW, sh, sw, ph, pw) == (2, 2, 2, 2, 0, 0)
 
 
 @kernel
@@ -114,6 +126,37 @@ def _max_pool2d_kernel(x, KH, KW, sh, sw, ph, pw, out, argmax):
                 argmax[n, c, i, j] = best_at
 
 
+@kernel
+def _max_pool2d_2x2_kernel(x, out, argmax):
+    """``_max_pool2d_kernel`` for 2×2 windows with stride 2 and no padding, written out.
+
+    The loops over the window (m, q) are unrolled and no window can reach the padding, which
+    makes this about ten times faster than the general kernel; the tests check both agree.
+    """
+    N, C, W = x.shape[0], x.shape[1], x.shape[3]
+    H_out, W_out = out.shape[2], out.shape[3]
+    for nc in prange(N * C):  # each iteration owns the plane (n, c) of out and argmax
+        n, c = nc // C, nc % C
+        for i in range(H_out):
+            for j in range(W_out):
+                h, w = 2 * i, 2 * j
+                a, b = x[n, c, h, w], x[n, c, h, w + 1]  # the window in row-major order
+                d, e = x[n, c, h + 1, w], x[n, c, h + 1, w + 1]
+                best, best_at = a, h * W + w
+                if b > best:  # ">": on a tie the first maximum stays
+                    best, best_at = b, h * W + w + 1
+                if d > best:
+                    best, best_at = d, (h + 1) * W + w
+                if e > best:
+                    best, best_at = e, (h + 1) * W + w + 1
+                if np.isnan(a + b + d + e):  # NaN if one of them is (or for inf − inf)
+                    nan_at = _first_nan_at(x[n, c], h, h + 2, w, w + 2)
+                    if nan_at >= 0:  # NaN fails every ">": the first NaN wins
+                        best, best_at = x.dtype.type(np.nan), nan_at
+                out[n, c, i, j] = best
+                argmax[n, c, i, j] = best_at
+
+
 @serial_kernel
 def _first_nan_at(plane, h_lo, h_hi, w_lo, w_hi):
     """Flat index h·W + w of the first NaN (row-major) in plane[h_lo:h_hi, w_lo:w_hi], or −1."""
@@ -133,8 +176,12 @@ def max_pool2d_backward(dout: np.ndarray, cache: MaxPool2dCache) -> np.ndarray:
     """
     check_cache(cache, MaxPool2dCache, "max_pool2d")
     dout = check_dout(dout, cache.argmax.shape, cache.dtype, "max_pool2d")
-    dx = np.zeros(cache.x_shape, dtype=cache.dtype)
-    _max_pool2d_backward_kernel(dout, cache.argmax, dx)
+    if cache.plain_2x2:
+        dx = np.empty(cache.x_shape, dtype=cache.dtype)  # every element is written
+        _max_pool2d_2x2_backward_kernel(dout, cache.argmax, dx)
+    else:
+        dx = np.zeros(cache.x_shape, dtype=cache.dtype)
+        _max_pool2d_backward_kernel(dout, cache.argmax, dx)
     return dx
 
 
@@ -150,6 +197,29 @@ def _max_pool2d_backward_kernel(dout, argmax, dx):
             for j in range(W_out):
                 at = argmax[n, c, i, j]
                 dx[n, c, at // W, at % W] += dout[n, c, i, j]
+
+
+@kernel
+def _max_pool2d_2x2_backward_kernel(dout, argmax, dx):
+    """``_max_pool2d_backward_kernel`` for 2×2 windows, stride 2, no padding. The windows do not
+    overlap, so each pair of rows is zeroed and then gets one value per window, without the
+    division ``at // W`` (row 2i or 2i + 1 follows from comparing ``at`` with (2i + 1)·W)."""
+    N, C, H_out, W_out = dout.shape
+    H, W = dx.shape[2], dx.shape[3]
+    zero = dx.dtype.type(0)
+    for nc in prange(N * C):  # each iteration owns the plane dx[n, c]
+        n, c = nc // C, nc % C
+        for i in range(H_out):
+            for h in range(2 * i, 2 * i + 2):
+                for w in range(W):
+                    dx[n, c, h, w] = zero
+            for j in range(W_out):
+                at = argmax[n, c, i, j]
+                h = 2 * i + 1 if at >= (2 * i + 1) * W else 2 * i
+                dx[n, c, h, at - h * W] = dout[n, c, i, j]
+        for h in range(2 * H_out, H):  # an odd last row belongs to no window
+            for w in range(W):
+                dx[n, c, h, w] = zero
 
 
 # ----------------------------------------------------------------------- average pooling

@@ -4,9 +4,17 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
+from cnnlib import linear
 from cnnlib import reference as R
 from cnnlib.gradcheck import check_gradients
-from cnnlib.linear import LinearCache, _linear_forward_kernel, linear_backward, linear_forward
+from cnnlib.linear import (
+    _ONE_THREAD_MNK,
+    LinearCache,
+    _linear_forward_kernel,
+    _matmul,
+    linear_backward,
+    linear_forward,
+)
 
 X_HAND = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])  # N = 2 samples, D_in = 3
 W_HAND = np.array([[1.0, 0.0, -1.0], [0.5, 0.5, 0.5]])  # D_out = 2
@@ -66,6 +74,40 @@ def test_loop_kernel_parallel_matches_serial_py_func():
     _linear_forward_kernel(x, w, b, parallel)
     _linear_forward_kernel.py_func(x, w, b, serial)
     assert_allclose(parallel, serial, rtol=1e-13)
+
+
+@pytest.mark.parametrize(("m", "k", "n"), [(3, 4, 5), (64, 2048, 10), (10, 64, 2048),
+                                           (1000, 600, 1), (1, 600, 1000), (257, 70, 30)])
+def test_blocked_matmul_equals_one_product(m, k, n):
+    rng = np.random.default_rng(5)
+    a, b = rng.standard_normal((m, k)), rng.standard_normal((k, n))
+    assert_allclose(_matmul(a, b), a @ b, rtol=1e-12, atol=1e-12)
+    assert_allclose(_matmul(a.astype(np.float32), b.astype(np.float32)), a @ b, rtol=1e-4,
+                    atol=1e-3)
+
+
+def test_each_blas_call_is_small_enough_for_one_thread(monkeypatch):
+    """The class's largest layer, Linear(2048, 10) on a batch of 64: every product the forward
+    and backward hand to BLAS stays below the size at which OpenBLAS wakes its threads."""
+    sizes = []
+    real_matmul = np.matmul
+
+    def recording(a, b, **kwargs):
+        sizes.append(a.shape[0] * a.shape[1] * b.shape[1])
+        return real_matmul(a, b, **kwargs)
+
+    monkeypatch.setattr(linear.np, "matmul", recording)
+    x, w, b = random_layer(64, 2048, 10, dtype=np.float32, seed=6)
+    out, cache = linear_forward(x, w, b)
+    dx, dw, db = linear_backward(np.ones_like(out), cache)
+    assert len(sizes) > 3 and max(sizes) < _ONE_THREAD_MNK
+    assert sum(sizes) == 3 * 64 * 2048 * 10  # the blocks cover each product exactly once
+    monkeypatch.undo()
+    x64, w64, b64 = (a.astype(np.float64) for a in (x, w, b))
+    assert_allclose(out, R.linear(x64, w64, b64), rtol=1e-4, atol=1e-4)
+    for got, want in zip((dx, dw, db), R.linear_backward(np.ones((64, 10)), x64, w64),
+                         strict=True):
+        assert_allclose(got, want, rtol=1e-4, atol=1e-3)
 
 
 def test_dtypes():

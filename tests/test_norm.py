@@ -10,7 +10,9 @@ from cnnlib.norm import (
     BatchNormCache,
     GroupNormCache,
     _batch_norm_apply_kernel,
+    _batch_norm_backward_fast_kernel,
     _batch_norm_backward_kernel,
+    _batch_norm_forward_fast_kernel,
     _batch_norm_stats_kernel,
     _group_norm_backward_kernel,
     _group_norm_kernel,
@@ -186,6 +188,35 @@ def test_batch_norm_kernels_match_serial_py_func(dtype):
     for parallel, serial in zip(*results, strict=True):
         assert parallel.dtype == dtype
         assert_allclose(parallel, serial, rtol=rtol, atol=rtol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(3, 4, 2, 5), (1, 2, 1, 3), (5, 3, 1, 1), (4, 2, 9, 7)])
+def test_fast_batch_norm_kernels_match_the_readable_ones(shape, dtype):
+    """The public functions run the fast kernels (per-position partial sums); the readable
+    kernels are what the notebook shows. Same numbers up to the summation order."""
+    x, gamma, beta, dout = random_problem(shape, seed=11, dtype=dtype)
+    x += dtype(3)  # a mean away from 0, so a wrong centring would show
+    C = shape[1]
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    mean, var, rstd = (np.empty(C, dtype) for _ in range(3))
+    _batch_norm_stats_kernel(x, 1e-5, mean, var, rstd)
+    out = np.empty_like(x)
+    _batch_norm_apply_kernel(x, mean, rstd, gamma, beta, out)
+    dx, dgamma, dbeta = np.empty_like(x), np.empty_like(gamma), np.empty_like(gamma)
+    _batch_norm_backward_kernel(dout, x, mean, rstd, gamma, dx, dgamma, dbeta)
+
+    fast_stats = [np.full(C, np.nan, dtype) for _ in range(3)]
+    fast_out = np.full_like(x, np.nan)
+    _batch_norm_forward_fast_kernel(x, gamma, beta, 1e-5, fast_out, *fast_stats)
+    for got, want in zip(fast_stats, (mean, var, rstd), strict=True):
+        assert_allclose(got, want, rtol=rtol)
+    assert_allclose(fast_out, out, rtol=rtol, atol=rtol)
+    fast_grads = np.full_like(x, np.nan), np.full_like(gamma, np.nan), np.full_like(beta, np.nan)
+    _batch_norm_backward_fast_kernel(dout, x, mean, rstd, gamma, *fast_grads)
+    for got, want in zip(fast_grads, (dx, dgamma, dbeta), strict=True):
+        assert got.dtype == dtype
+        assert_allclose(got, want, rtol=rtol, atol=rtol)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -11,6 +11,8 @@ from cnnlib.pool import (
     MaxPool2dCache,
     _avg_pool2d_backward_kernel,
     _avg_pool2d_kernel,
+    _max_pool2d_2x2_backward_kernel,
+    _max_pool2d_2x2_kernel,
     _max_pool2d_backward_kernel,
     _max_pool2d_kernel,
     avg_pool2d_backward,
@@ -217,6 +219,44 @@ def test_parallel_kernels_match_serial_py_func(dtype):
     assert_allclose(dx, dx_py, rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(3, 2, 8, 6), (2, 3, 7, 9), (1, 1, 2, 2), (2, 1, 5, 3)])
+def test_unrolled_2x2_kernels_match_the_general_ones(shape, dtype):
+    """The fast path (2×2, stride 2, no padding) gives the general kernels' numbers, also for
+    odd sizes (the last row/column is dropped), ties, NaN, ±inf and inf − inf windows."""
+    rng = np.random.default_rng(9)
+    x = rng.integers(-2, 3, size=shape).astype(dtype)  # small integers: many ties
+    flat = x.reshape(-1)
+    specials = np.array([np.nan, np.inf, -np.inf, np.nan, np.inf, -np.inf])[: flat.size // 2]
+    flat[rng.choice(flat.size, size=specials.size, replace=False)] = specials
+    x[-1, -1, :2, :2] = [[np.inf, -np.inf], [1, np.inf]]  # inf − inf is NaN, but no NaN here
+    N, C, H, W = shape
+    out_shape = (N, C, H // 2, W // 2)
+    out, out_fast = np.empty(out_shape, dtype), np.empty(out_shape, dtype)
+    argmax, argmax_fast = np.empty(out_shape, np.int64), np.empty(out_shape, np.int64)
+    _max_pool2d_kernel(x, 2, 2, 2, 2, 0, 0, out, argmax)
+    _max_pool2d_2x2_kernel(x, out_fast, argmax_fast)
+    assert_array_equal(out_fast, out)  # NaN in the same places, too
+    assert_array_equal(argmax_fast, argmax)
+
+    dout = rng.standard_normal(out_shape).astype(dtype)
+    dx = np.zeros(shape, dtype)
+    _max_pool2d_backward_kernel(dout, argmax, dx)
+    dx_fast = np.full(shape, np.nan, dtype)  # the fast kernel must write every element
+    _max_pool2d_2x2_backward_kernel(dout, argmax, dx_fast)
+    assert_array_equal(dx_fast, dx)
+
+
+def test_public_functions_take_the_2x2_path_only_when_it_applies():
+    x = np.random.default_rng(10).standard_normal((2, 2, 6, 6))
+    assert max_pool2d_forward(x, 2)[1].plain_2x2
+    assert max_pool2d_forward(x, (2, 2), stride=2, padding=0)[1].plain_2x2
+    for hyper in [(2, 1, 0), (2, 2, 1), (3, 2, 0), ((2, 3), 2, 0)]:
+        out, cache = max_pool2d_forward(x, *hyper)
+        assert not cache.plain_2x2
+        assert_array_equal(out, ref.max_pool2d(x, *hyper))
+
+
 def test_float32_kernels_compute_in_float32():
     """No float64 arithmetic in the LLVM IR of a fresh serial compile for float32 arrays."""
     x = np.ones((1, 2, 4, 4), np.float32)
@@ -225,6 +265,8 @@ def test_float32_kernels_compute_in_float32():
     cases = [
         (_max_pool2d_kernel, (x, *hyper, out, argmax)),
         (_max_pool2d_backward_kernel, (out, argmax, x.copy())),
+        (_max_pool2d_2x2_kernel, (x, out, argmax)),
+        (_max_pool2d_2x2_backward_kernel, (out, argmax, x.copy())),
         (_avg_pool2d_kernel, (x, *hyper, np.float32(4), out)),
         (_avg_pool2d_backward_kernel, (out, *hyper, np.float32(4), x.copy())),
     ]

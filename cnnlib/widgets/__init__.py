@@ -1,4 +1,4 @@
-"""Per-notebook helpers: each topic module holds that notebook's widgets, figures and exercise checks.
+"""Per-notebook helpers: each topic module holds its notebook's widgets, figures and checks.
 
 `intro` (00), `conv` (01), `pool` (02), `norm` (03), `activations` (04), `backprop` (05),
 `pipeline` (06); `_base` is the `Explorer` pattern they share.  Import the one you need:

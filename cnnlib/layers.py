@@ -1,0 +1,595 @@
+"""Layers: PyTorch-like classes that own parameters, gradients and the forward cache.
+
+Each layer calls one forward/backward pair of the math layer (``conv2d_forward`` …) and keeps
+what the pair needs between the two calls:
+
+* ``params`` — the learnable arrays (``"w"``, ``"b"`` or ``"gamma"``, ``"beta"``); ``{}`` if none;
+* ``grads``  — ∂L/∂param with the same keys and shapes. ``backward`` **overwrites** them in
+  place (it does not add to them), so the arrays an optimiser holds stay the same objects;
+* ``training`` — set by ``train()`` / ``eval()``; only ``BatchNorm2d`` behaves differently.
+
+``Sequential(*layers)`` runs the forward in order and the backward in reverse.
+Weights use He (Kaiming) normal initialisation, std = √(2 / fan_in), drawn from ``rng``
+(a ``numpy.random.Generator``), so one seed reproduces a model. Notebook 06 builds a CNN
+from these classes and trains it with ``cnnlib.optim.SGD``.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Iterator
+from typing import NamedTuple
+
+import numpy as np
+
+from cnnlib import activations, conv, linear, norm, pool
+from cnnlib._check import (
+    as_float_array,
+    as_int,
+    as_pair,
+    as_positive_float,
+    check_dout,
+)
+
+__all__ = [
+    "ELU",
+    "GELU",
+    "AvgPool2d",
+    "BatchNorm2d",
+    "Conv2d",
+    "Flatten",
+    "GroupNorm",
+    "Layer",
+    "LayerNorm2d",
+    "LeakyReLU",
+    "Linear",
+    "MaxPool2d",
+    "ReLU",
+    "Sequential",
+    "Sigmoid",
+    "Tanh",
+    "he_normal",
+]
+
+
+def _param_dtype(dtype: object) -> np.dtype:
+    """float32 or float64, the dtypes the kernels are compiled for."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype must be np.float32 or np.float64, got {dtype!r}") from None
+    if dt not in (np.float32, np.float64):
+        raise TypeError(f"dtype must be np.float32 or np.float64, got {dt}")
+    return dt
+
+
+def _generator(rng: object) -> np.random.Generator:
+    """``rng`` itself, or a fresh unseeded generator for None. A bare seed is refused: two layers
+    given the same seed would start with identical weights."""
+    if rng is None:
+        return np.random.default_rng()
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(
+            f"rng must be a numpy.random.Generator or None, got {rng!r}; create one with "
+            f"rng = np.random.default_rng(seed) and pass the same rng to every layer"
+        )
+    return rng
+
+
+def he_normal(rng: np.random.Generator, shape: tuple[int, ...], fan_in: int,
+              dtype: np.dtype) -> np.ndarray:
+    """He (Kaiming) normal initialisation: N(0, 2 / fan_in), drawn in float64 then cast, so the
+    float32 and float64 versions of a seeded layer hold the same numbers up to rounding."""
+    return (rng.standard_normal(shape) * math.sqrt(2.0 / fan_in)).astype(dtype)
+
+
+def _finite_real(v: object, name: str) -> float:
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real) or not math.isfinite(v):
+        raise TypeError(f"{name} must be a finite real number, got {v!r}")
+    return float(v)
+
+
+def _pool_padding(padding: tuple[int, int], kernel_size: tuple[int, int]) -> tuple[int, int]:
+    for p, k in zip(padding, kernel_size, strict=True):
+        if p > k // 2:
+            raise ValueError(f"padding {p} is more than half of kernel_size {k}; "
+                             f"use padding ≤ kernel_size // 2 (PyTorch has the same rule)")
+    return padding
+
+
+class Layer:
+    """Base class: ``forward(x) -> out``, ``backward(dout) -> dx``, ``params``/``grads`` dicts.
+
+    ``layer(x)`` is ``layer.forward(x)``. ``backward`` uses the cache of the latest ``forward``
+    and raises ``RuntimeError`` when there is none. ``train()`` / ``eval()`` set ``training``
+    and return the layer, as in PyTorch.
+    """
+
+    def __init__(self) -> None:
+        self.params: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}
+        self.training = True
+        self._cache: object = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.forward(x)
+
+    def train(self, mode: bool = True) -> Layer:
+        self.training = bool(mode)
+        return self
+
+    def eval(self) -> Layer:
+        return self.train(False)
+
+    def parameters(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield ``(param, grad)`` array pairs: what an optimiser updates in place."""
+        for _, p, g in self.named_parameters():
+            yield p, g
+
+    def named_parameters(self) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+        """Yield ``(name, param, grad)``, e.g. ``("w", …, …)``; ``Sequential`` uses ``"0.w"``."""
+        grads = self.grads
+        for name, p in self.params.items():
+            yield name, p, grads[name]
+
+    def num_parameters(self) -> int:
+        """How many numbers the layer learns (Σ of the parameter sizes)."""
+        return sum(p.size for p, _ in self.parameters())
+
+    def zero_grad(self) -> None:
+        """Set every gradient to 0 in place."""
+        for _, g in self.parameters():
+            g.fill(0)
+
+    def _saved(self) -> object:
+        """The forward cache, or a clear error when ``forward`` has not run yet."""
+        if self._cache is None:
+            raise RuntimeError(f"{type(self).__name__}.backward: call forward before backward")
+        return self._cache
+
+    def _store_grads(self, **grads: np.ndarray) -> None:
+        for name, g in grads.items():
+            self.grads[name][...] = g  # overwrite in place: optimisers hold these arrays
+
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.extra_repr()})"
+
+
+# ----------------------------------------------------------------------- convolution, pooling
+
+
+class Conv2d(Layer):
+    """2-D convolution: ``params["w"]`` (C_out, C_in, KH, KW), ``params["b"]`` (C_out,).
+
+    x (N, C_in, H, W) → out (N, C_out, H_out, W_out) via ``conv2d_forward``; ``backward``
+    stores dw, db in ``grads`` and returns dx. He init with fan_in = C_in·KH·KW, zero bias.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
+                 stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] = 0,
+                 dilation: int | tuple[int, int] = 1, rng: np.random.Generator | None = None,
+                 dtype: type | np.dtype = np.float32) -> None:
+        super().__init__()
+        self.in_channels = as_int(in_channels, "in_channels", 1)
+        self.out_channels = as_int(out_channels, "out_channels", 1)
+        self.kernel_size = as_pair(kernel_size, "kernel_size", 1)
+        self.stride = as_pair(stride, "stride", 1)
+        self.padding = as_pair(padding, "padding", 0)
+        self.dilation = as_pair(dilation, "dilation", 1)
+        dtype, rng = _param_dtype(dtype), _generator(rng)
+        kh, kw = self.kernel_size
+        shape = (self.out_channels, self.in_channels, kh, kw)
+        self.params = {"w": he_normal(rng, shape, self.in_channels * kh * kw, dtype),
+                       "b": np.zeros(self.out_channels, dtype)}
+        self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        out, self._cache = conv.conv2d_forward(x, self.params["w"], self.params["b"],
+                                               self.stride, self.padding, self.dilation)
+        return out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        dx, dw, db = conv.conv2d_backward(dout, self._saved())
+        self._store_grads(w=dw, b=db)
+        return dx
+
+    def extra_repr(self) -> str:
+        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+             f"stride={self.stride}")
+        if self.padding != (0, 0):
+            s += f", padding={self.padding}"
+        if self.dilation != (1, 1):
+            s += f", dilation={self.dilation}"
+        return s
+
+
+class _Pool2d(Layer):
+    """Shared constructor of the pooling layers (no parameters)."""
+
+    def __init__(self, kernel_size: int | tuple[int, int],
+                 stride: int | tuple[int, int] | None = None,
+                 padding: int | tuple[int, int] = 0) -> None:
+        super().__init__()
+        self.kernel_size = as_pair(kernel_size, "kernel_size", 1)
+        self.stride = self.kernel_size if stride is None else as_pair(stride, "stride", 1)
+        self.padding = _pool_padding(as_pair(padding, "padding", 0), self.kernel_size)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class MaxPool2d(_Pool2d):
+    """Max pooling via ``max_pool2d_forward`` (stride None = kernel_size; padding is −∞)."""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        out, self._cache = pool.max_pool2d_forward(x, self.kernel_size, self.stride, self.padding)
+        return out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        return pool.max_pool2d_backward(dout, self._saved())
+
+
+class AvgPool2d(_Pool2d):
+    """Average pooling via ``avg_pool2d_forward`` (zero padding counted in the mean)."""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        out, self._cache = pool.avg_pool2d_forward(x, self.kernel_size, self.stride, self.padding)
+        return out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        return pool.avg_pool2d_backward(dout, self._saved())
+
+
+# ------------------------------------------------------------------------------ normalisation
+
+
+class _Norm(Layer):
+    """Shared constructor: ``params["gamma"]`` ones (C,), ``params["beta"]`` zeros (C,)."""
+
+    def __init__(self, num_channels: int, eps: float, dtype: type | np.dtype) -> None:
+        super().__init__()
+        self.eps = as_positive_float(eps, "eps")
+        dtype = _param_dtype(dtype)
+        self.params = {"gamma": np.ones(num_channels, dtype), "beta": np.zeros(num_channels, dtype)}
+        self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
+
+
+class _BatchNormEvalCache(NamedTuple):
+    """What the eval-mode backward needs: x̂ = (x − running_mean)·inv_std and inv_std (C,)."""
+
+    x_hat: np.ndarray  # (N, C, H, W)
+    inv_std: np.ndarray  # (C,)
+
+
+class BatchNorm2d(_Norm):
+    """Batch normalisation over (N, H, W) per channel, with PyTorch's running statistics.
+
+    Training: ``batch_norm_forward`` (batch mean, biased variance), then
+    ``running_mean = (1 − momentum)·running_mean + momentum·mean`` and the same for
+    ``running_var`` with the unbiased variance var·n/(n − 1), n = N·H·W.
+    Eval: ``out = gamma·(x − running_mean)/√(running_var + eps) + beta`` (``batch_norm_inference``),
+    a per-channel affine map; its backward is supported: dx = dout·gamma/√(running_var + eps),
+    dgamma = Σ dout·x̂, dbeta = Σ dout over (N, H, W). Running stats are never updated in eval.
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1,
+                 dtype: type | np.dtype = np.float32) -> None:
+        self.num_features = as_int(num_features, "num_features", 1)
+        super().__init__(self.num_features, eps, dtype)
+        self.momentum = as_positive_float(momentum, "momentum", allow_zero=True)
+        if self.momentum > 1:
+            raise ValueError(f"momentum must be between 0 and 1, got {self.momentum}")
+        dtype = self.params["gamma"].dtype
+        self.running_mean = np.zeros(self.num_features, dtype)
+        self.running_var = np.ones(self.num_features, dtype)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        gamma, beta = self.params["gamma"], self.params["beta"]
+        if not self.training:
+            out = norm.batch_norm_inference(x, gamma, beta, self.running_mean, self.running_var,
+                                            eps=self.eps)
+            dtype = out.dtype
+            inv_std = 1 / np.sqrt(self.running_var.astype(dtype) + dtype.type(self.eps))  # (C,)
+            mean = self.running_mean.astype(dtype)
+            x_hat = (as_float_array(x, "x", dtype) - mean[:, None, None]) * inv_std[:, None, None]
+            self._cache = _BatchNormEvalCache(x_hat, inv_std)
+            return out
+        out, cache = norm.batch_norm_forward(x, gamma, beta, eps=self.eps)
+        n = out.size // out.shape[1]  # values per channel: N·H·W (≥ 2, batch_norm_forward checks)
+        m = self.momentum
+        self.running_mean[...] = (1 - m) * self.running_mean + m * cache.mean
+        self.running_var[...] = (1 - m) * self.running_var + m * cache.var * (n / (n - 1))
+        self._cache = cache
+        return out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        cache = self._saved()
+        if isinstance(cache, _BatchNormEvalCache):
+            dout = check_dout(dout, cache.x_hat.shape, cache.x_hat.dtype, "BatchNorm2d (eval)")
+            gamma = self.params["gamma"].astype(dout.dtype)
+            dx = dout * (gamma * cache.inv_std)[:, None, None]
+            self._store_grads(gamma=(dout * cache.x_hat).sum(axis=(0, 2, 3)),
+                              beta=dout.sum(axis=(0, 2, 3)))
+            return dx
+        dx, dgamma, dbeta = norm.batch_norm_backward(dout, cache)
+        self._store_grads(gamma=dgamma, beta=dbeta)
+        return dx
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
+
+
+class LayerNorm2d(_Norm):
+    """Layer normalisation per sample over (C, H, W), per-channel gamma, beta (C,)."""
+
+    def __init__(self, num_channels: int, eps: float = 1e-5,
+                 dtype: type | np.dtype = np.float32) -> None:
+        self.num_channels = as_int(num_channels, "num_channels", 1)
+        super().__init__(self.num_channels, eps, dtype)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        out, self._cache = norm.layer_norm_forward(x, self.params["gamma"], self.params["beta"],
+                                                   eps=self.eps)
+        return out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        dx, dgamma, dbeta = norm.layer_norm_backward(dout, self._saved())
+        self._store_grads(gamma=dgamma, beta=dbeta)
+        return dx
+
+    def extra_repr(self) -> str:
+        return f"{self.num_channels}, eps={self.eps}"
+
+
+class GroupNorm(_Norm):
+    """Group normalisation per sample over each group of C / num_groups channels and (H, W)."""
+
+    def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5,
+                 dtype: type | np.dtype = np.float32) -> None:
+        self.num_groups = as_int(num_groups, "num_groups", 1)
+        self.num_channels = as_int(num_channels, "num_channels", 1)
+        if self.num_channels % self.num_groups:
+            raise ValueError(f"num_groups={self.num_groups} must divide "
+                             f"num_channels={self.num_channels}")
+        super().__init__(self.num_channels, eps, dtype)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        out, self._cache = norm.group_norm_forward(x, self.params["gamma"], self.params["beta"],
+                                                   self.num_groups, eps=self.eps)
+        return out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        dx, dgamma, dbeta = norm.group_norm_backward(dout, self._saved())
+        self._store_grads(gamma=dgamma, beta=dbeta)
+        return dx
+
+    def extra_repr(self) -> str:
+        return f"{self.num_groups}, {self.num_channels}, eps={self.eps}"
+
+
+# -------------------------------------------------------------------------------- activations
+
+
+class ReLU(Layer):
+    """f(x) = max(0, x)."""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        out, self._cache = activations.relu_forward(x)
+        return out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        return activations.relu_backward(dout, self._saved())
+
+
+class LeakyReLU(Layer):
+    """f(x) = x for x > 0, alpha·x otherwise (PyTorch's ``negative_slope``)."""
+
+    def __init__(self, alpha: float = 0.01) -> None:
+        super().__init__()
+        self.alpha = _finite_real(alpha, "alpha")
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        out, self._cache = activations.leaky_relu_forward(x, self.alpha)
+        return out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        return activations.leaky_relu_backward(dout, self._saved())
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}"
+
+
+class ELU(Layer):
+    """f(x) = x for x > 0, alpha·(eˣ − 1) otherwise."""
+
+    def __init__(self, alpha: float = 1.0) -> None:
+        super().__init__()
+        self.alpha = _finite_real(alpha, "alpha")
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        out, self._cache = activations.elu_forward(x, self.alpha)
+        return out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        return activations.elu_backward(dout, self._saved())
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}"
+
+
+class GELU(Layer):
+    """f(x) = x·Φ(x), Φ the standard normal CDF (exact, with erf)."""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        out, self._cache = activations.gelu_forward(x)
+        return out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        return activations.gelu_backward(dout, self._saved())
+
+
+class Sigmoid(Layer):
+    """f(x) = 1 / (1 + e⁻ˣ)."""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        out, self._cache = activations.sigmoid_forward(x)
+        return out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        return activations.sigmoid_backward(dout, self._saved())
+
+
+class Tanh(Layer):
+    """f(x) = tanh(x)."""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        out, self._cache = activations.tanh_forward(x)
+        return out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        return activations.tanh_backward(dout, self._saved())
+
+
+# ------------------------------------------------------------------------ flatten, linear
+
+
+class Flatten(Layer):
+    """(N, C, H, W) → (N, C·H·W): each sample's feature maps as one row, in C-order."""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        x = as_float_array(x, "x")
+        if x.ndim < 2:
+            raise ValueError(f"Flatten needs a batch axis and at least one more, but x has "
+                             f"shape {x.shape}")
+        self._cache = x.shape
+        return x.reshape(x.shape[0], -1)  # (N, C·H·W)
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        x_shape = self._saved()
+        dout = np.asarray(dout)
+        out_shape = (x_shape[0], math.prod(x_shape[1:]))
+        if dout.shape != out_shape:
+            raise ValueError(f"dout has shape {dout.shape} but Flatten.forward returned shape "
+                             f"{out_shape}; dout must have the same shape as the forward output")
+        return dout.reshape(x_shape)
+
+
+class Linear(Layer):
+    """Fully connected: ``params["w"]`` (out_features, in_features), ``params["b"]`` (out,).
+
+    x (N, in_features) → out = x @ w.T + b (N, out_features) via ``linear_forward``.
+    He init with fan_in = in_features, zero bias.
+    """
+
+    def __init__(self, in_features: int, out_features: int,
+                 rng: np.random.Generator | None = None,
+                 dtype: type | np.dtype = np.float32) -> None:
+        super().__init__()
+        self.in_features = as_int(in_features, "in_features", 1)
+        self.out_features = as_int(out_features, "out_features", 1)
+        dtype, rng = _param_dtype(dtype), _generator(rng)
+        shape = (self.out_features, self.in_features)
+        self.params = {"w": he_normal(rng, shape, self.in_features, dtype),
+                       "b": np.zeros(self.out_features, dtype)}
+        self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        out, self._cache = linear.linear_forward(x, self.params["w"], self.params["b"])
+        return out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        dx, dw, db = linear.linear_backward(dout, self._saved())
+        self._store_grads(w=dw, b=db)
+        return dx
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}"
+
+
+# ------------------------------------------------------------------------------------ model
+
+
+class Sequential(Layer):
+    """A chain of layers: forward in order, backward in reverse.
+
+    ``params`` / ``grads`` are read-only views keyed ``"<index>.<name>"`` (``"0.w"``) over the
+    layers' own dicts (the arrays are shared, not copied). A ``ValueError`` / ``TypeError``
+    raised inside a layer is re-raised with the layer's index and repr in front of the message.
+    """
+
+    def __init__(self, *layers: Layer) -> None:
+        for k, layer in enumerate(layers):
+            if isinstance(layer, type) and issubclass(layer, Layer):
+                raise TypeError(f"layer {k} is the class {layer.__name__}, not a layer; "
+                                f"write {layer.__name__}(…) with parentheses")
+            if not isinstance(layer, Layer):
+                hint = (" Unpack a list with Sequential(*layers)."
+                        if isinstance(layer, (list, tuple)) else "")
+                raise TypeError(f"layer {k} is a {type(layer).__name__}, not a cnnlib layer."
+                                f"{hint}")
+        self.layers: list[Layer] = list(layers)
+        self.training = True
+        self._cache = None  # unused: each layer keeps its own
+
+    @property
+    def params(self) -> dict[str, np.ndarray]:  # type: ignore[override]
+        return {name: p for name, p, _ in self.named_parameters()}
+
+    @property
+    def grads(self) -> dict[str, np.ndarray]:  # type: ignore[override]
+        return {name: g for name, _, g in self.named_parameters()}
+
+    def named_parameters(self) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+        for k, layer in enumerate(self.layers):
+            for name, p, g in layer.named_parameters():
+                yield f"{k}.{name}", p, g
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        for k, layer in enumerate(self.layers):
+            x = self._run(k, layer.forward, x)
+        return x
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        for k in reversed(range(len(self.layers))):
+            dout = self._run(k, self.layers[k].backward, dout)
+        return dout
+
+    def _run(self, k: int, method, array: np.ndarray) -> np.ndarray:
+        try:
+            return method(array)
+        except (ValueError, TypeError) as exc:
+            if type(exc) not in (ValueError, TypeError):
+                raise
+            layer = self.layers[k]
+            label = "Sequential" if isinstance(layer, Sequential) else repr(layer)
+            raise type(exc)(f"layer {k} ({label}): {exc}") from exc
+
+    def train(self, mode: bool = True) -> Sequential:
+        super().train(mode)
+        for layer in self.layers:
+            layer.train(mode)
+        return self
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __getitem__(self, k: int) -> Layer:
+        return self.layers[k]
+
+    def __iter__(self) -> Iterator[Layer]:
+        return iter(self.layers)
+
+    def __repr__(self) -> str:
+        lines = [f"({k}): " + repr(layer).replace("\n", "\n  ") for k, layer in
+                 enumerate(self.layers)]
+        return "Sequential(" + "".join(f"\n  {line}" for line in lines) + "\n)"

@@ -1,0 +1,621 @@
+"""Widgets, figures and exercise checks for notebook 05 (lecture 七, backpropagation).
+
+* ``tiny_graph(w, x, b, t)`` / ``plot_tiny_graph`` / ``tiny_graph_explorer()``: the chain rule
+  on L = (w·x + b − t)², every node with its value and its gradient.
+* ``conv_dw_as_convolution``, ``conv_dx_as_full_convolution``: the two gradients of a
+  convolution written as convolutions (built on ``conv2d_forward``), stride and padding
+  included; ``plot_filter_flip`` and ``conv_backward_explorer()`` show them.
+* ``pool_gradient_explorer()`` / ``plot_pool_gradients``: max and average pooling backward on
+  the lecture's 4×4 example, with a tie.
+* ``gradient_check_rows()``: a numerical gradient check of every layer.
+* ``descend`` / ``learning_rate_explorer()`` / ``plot_learning_rates``: W ← W − η·∂L/∂W on a
+  toy quadratic loss.
+* ``check_…``: the notebook's exercises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import ipywidgets as widgets
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+
+from cnnlib import activations, linear, losses, norm, pool, viz
+from cnnlib.conv import conv2d_backward, conv2d_forward, conv_output_size
+from cnnlib.gradcheck import check_gradients, numerical_gradient
+from cnnlib.optim import SGD
+from cnnlib.widgets._base import (
+    Explorer,
+    Feedback,
+    dropdown,
+    feedback,
+    float_slider,
+    int_slider,
+    is_placeholder,
+    set_range,
+)
+
+# --------------------------------------------------------------------------- 1. chain rule
+
+TINY = {"w": 3.0, "x": 2.0, "b": -1.0, "t": 4.0}  # the notebook's worked example
+
+
+def tiny_graph(w: float, x: float, b: float, t: float) -> dict:
+    """Forward and backward through u = w·x, z = u + b, e = z − t, L = e².
+
+    Returns ``{"values": {...}, "grads": {...}}``: each node's value and ∂L/∂node, the
+    backward pass written as local derivative × upstream gradient (the chain rule).
+    """
+    u = w * x
+    z = u + b
+    e = z - t
+    loss = e * e
+    dL_de = 2 * e  # d(e²)/de
+    dL_dz = dL_de * 1.0  # de/dz = 1
+    dL_du = dL_dz * 1.0  # dz/du = 1
+    dL_db = dL_dz * 1.0  # dz/db = 1
+    dL_dw = dL_du * x  # du/dw = x
+    dL_dx = dL_du * w  # du/dx = w
+    return {"values": {"w": w, "x": x, "b": b, "t": t, "u": u, "z": z, "e": e, "L": loss},
+            "grads": {"w": dL_dw, "x": dL_dx, "b": dL_db, "u": dL_du, "z": dL_dz, "e": dL_de,
+                      "L": 1.0}}
+
+
+def tiny_graph_numerical(w: float, x: float, b: float, t: float, h: float = 1e-6) -> dict:
+    """∂L/∂w, ∂L/∂x, ∂L/∂b of the tiny graph by central differences (``numerical_gradient``)."""
+    inputs = np.array([w, x, b], dtype=np.float64)
+
+    def loss() -> float:
+        return tiny_graph(*inputs, t)["values"]["L"]
+
+    g = numerical_gradient(loss, inputs, h)
+    return {"w": float(g[0]), "x": float(g[1]), "b": float(g[2])}
+
+
+_NODES = {"w": (0.0, 2.0), "x": (0.0, 1.0), "b": (0.0, 0.0), "u": (1.6, 1.5), "z": (3.2, 1.0),
+          "t": (3.2, -0.2), "e": (4.8, 1.0), "L": (6.4, 1.0)}
+_EDGES = [("w", "u", "·"), ("x", "u", "·"), ("u", "z", "+"), ("b", "z", "+"), ("z", "e", "−"),
+          ("t", "e", "−"), ("e", "L", "²")]
+_LABELS = {"u": "u = w·x", "z": "z = u + b", "e": "e = z − t", "L": "L = e²"}
+
+
+def plot_tiny_graph(graph: dict) -> Figure:
+    """The computational graph with each node's value (black) and ∂L/∂node (red)."""
+    fig, ax = plt.subplots(figsize=(9.5, 3.6))
+    for a, b, _ in _EDGES:
+        (x0, y0), (x1, y1) = _NODES[a], _NODES[b]
+        ax.annotate("", xy=(x1 - 0.45, y1), xytext=(x0 + 0.45, y0),
+                    arrowprops={"arrowstyle": "->", "color": "0.5"})
+    for name, (px, py) in _NODES.items():
+        ax.text(px, py + 0.12, _LABELS.get(name, name), ha="center", va="bottom", fontsize=10,
+                bbox={"boxstyle": "round", "fc": "#eef3fb", "ec": "0.4"})
+        ax.text(px, py - 0.02, f"= {graph['values'][name]:g}", ha="center", va="top",
+                fontsize=9)
+        if name in graph["grads"]:
+            ax.text(px, py - 0.27, f"dL/d{name} = {graph['grads'][name]:g}", ha="center",
+                    va="top", fontsize=9, color="tab:red")
+    ax.set_xlim(-0.9, 7.3)
+    ax.set_ylim(-0.8, 2.6)
+    ax.axis("off")
+    ax.set_title("forward: values (black) left to right;  backward: dL/d(node) (red) right to left",
+                 fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def tiny_graph_explorer() -> Explorer:
+    """Sliders for w, x, b, t; the graph with values and gradients, checked numerically."""
+    controls = {k: float_slider(v, -5.0, 5.0, k, step=0.5) for k, v in TINY.items()}
+
+    def compute(w: float, x: float, b: float, t: float) -> dict:
+        graph = tiny_graph(w, x, b, t)
+        numeric = tiny_graph_numerical(w, x, b, t)
+        graph["numerical"] = numeric
+        graph["max_error"] = max(abs(graph["grads"][k] - numeric[k]) for k in numeric)
+        return graph
+
+    def draw(r: dict) -> Figure:
+        fig = plot_tiny_graph(r)
+        n = r["numerical"]
+        fig.axes[0].text(3.2, -0.75, f"numerical: dL/dw ≈ {n['w']:.4f}, dL/dx ≈ {n['x']:.4f}, "
+                         f"dL/db ≈ {n['b']:.4f}", ha="center", fontsize=9, color="tab:blue")
+        return fig
+
+    return Explorer(controls, compute, draw, rows=[["w", "x"], ["b", "t"]])
+
+
+# --------------------------------------------------------------------------- 2. convolution
+
+
+def dilate(dout: np.ndarray, stride: int) -> np.ndarray:
+    """Insert ``stride − 1`` zeros between neighbouring entries of the last two axes.
+
+    (…, H_out, W_out) → (…, (H_out − 1)·stride + 1, (W_out − 1)·stride + 1). With stride 1
+    the array is returned unchanged (as a copy).
+    """
+    dout = np.asarray(dout)
+    h, w = dout.shape[-2:]
+    out = np.zeros((*dout.shape[:-2], (h - 1) * stride + 1, (w - 1) * stride + 1), dout.dtype)
+    out[..., ::stride, ::stride] = dout
+    return out
+
+
+def conv_dw_as_convolution(x: np.ndarray, dout: np.ndarray, kernel_size: int, stride: int = 1,
+                           padding: int = 0) -> np.ndarray:
+    """∂L/∂W as a convolution of the (padded) input with the error δ = dout as the filter.
+
+    dw[f,c,m,q] = Σ_n Σ_i Σ_j xp[n, c, m + stride·i, q + stride·j] · dout[n,f,i,j]: slide δ
+    over xp with its taps ``stride`` apart, i.e. ``conv2d_forward`` with dilation = stride.
+    The batch axis plays the role of the channels being summed over.
+    x: (N, C, H, W), dout: (N, F, H_out, W_out) → dw: (F, C, k, k).
+    """
+    xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
+    x_as_batch = np.ascontiguousarray(xp.transpose(1, 0, 2, 3))  # (C, N, Hp, Wp)
+    dout_as_filters = np.ascontiguousarray(dout.transpose(1, 0, 2, 3))  # (F, N, H_out, W_out)
+    bias = np.zeros(dout.shape[1], dout.dtype)
+    out, _ = conv2d_forward(x_as_batch, dout_as_filters, bias, dilation=stride)  # (C, F, ., .)
+    # rows/columns the forward's stride dropped give extra, unused offsets: keep k×k
+    return np.ascontiguousarray(out[:, :, :kernel_size, :kernel_size].transpose(1, 0, 2, 3))
+
+
+def full_padded_error(dout: np.ndarray, kernel_size: int, x_size: tuple[int, int], stride: int,
+                      padding: int) -> np.ndarray:
+    """δ dilated by the stride and padded by k − 1 on every side ("full" padding).
+
+    Extra zeros at the bottom/right stand for the input rows/columns the forward dropped,
+    so that sliding a k×k window over the result gives one value per (padded) input pixel.
+    """
+    d = dilate(dout, stride)
+    k = kernel_size
+    extra_h = x_size[0] + 2 * padding - (d.shape[-2] + k - 1)
+    extra_w = x_size[1] + 2 * padding - (d.shape[-1] + k - 1)
+    pads = [(0, 0)] * (d.ndim - 2) + [(k - 1, k - 1 + extra_h), (k - 1, k - 1 + extra_w)]
+    return np.pad(d, pads)
+
+
+def conv_dx_as_full_convolution(dout: np.ndarray, w: np.ndarray, x_shape: tuple[int, ...],
+                                stride: int = 1, padding: int = 0) -> np.ndarray:
+    """∂L/∂X as the full convolution of the error δ with the filter rotated by 180°.
+
+    dxp[n,c,a,b] = Σ_f Σ_m Σ_q dfull[n, f, a + m, b + q] · w[f, c, k−1−m, k−1−q], where dfull
+    is δ dilated by the stride and padded by k − 1 (``full_padded_error``); the padding rows
+    of dxp are then cut off. dout: (N, F, H_out, W_out), w: (F, C, k, k), x_shape (N, C, H, W)
+    → dx: (N, C, H, W).
+    """
+    _, C, H, W = x_shape
+    k = w.shape[-1]
+    dfull = full_padded_error(dout, k, (H, W), stride, padding)
+    w_flipped = np.ascontiguousarray(w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))  # (C, F, k, k)
+    dxp, _ = conv2d_forward(dfull, w_flipped, np.zeros(C, dout.dtype))  # (N, C, Hp, Wp)
+    return np.ascontiguousarray(dxp[:, :, padding:padding + H, padding:padding + W])
+
+
+def plot_filter_flip(w: np.ndarray, dout: np.ndarray | None = None) -> Figure:
+    """W, W rotated by 180°, and the scatter picture of one error value.
+
+    One error δ(i, j) = 1 adds W itself to the input window it came from (scatter); reading
+    the same sum from an input pixel's side meets W's taps in reverse order: flip(W).
+    """
+    w = np.asarray(w, np.float64)
+    k = w.shape[0]
+    if dout is None:
+        dout = np.zeros((2, 2))
+        dout[1, 0] = 1.0
+    _, cache = conv2d_forward(np.zeros((1, 1, dout.shape[0] + k - 1, dout.shape[1] + k - 1)),
+                              w[None, None], np.zeros(1))
+    dx = conv2d_backward(np.asarray(dout, np.float64)[None, None], cache)[0][0, 0]
+    fig = viz.show_matrices([w, w[::-1, ::-1], dout, dx],
+                            ["W", "flip(W) = W rotated 180°", "delta (one error = 1)",
+                             "dX: W scattered into the window"])
+    i, j = np.argwhere(dout != 0)[0]
+    viz.outline(fig.axes[2], i, j, 1, 1)
+    viz.outline(fig.axes[3], i, j, k, k)
+    return fig
+
+
+_CONV_VIEWS = ("dW = X * delta", "dX = full(delta) * flip(W)")
+_CONV_SIZE = 5  # the explorer's input is 5×5, one channel
+
+
+def _conv_example(k: int, stride: int, padding: int) -> tuple[np.ndarray, ...]:
+    """The explorer's small integer example: x (1,1,5,5), w (1,1,k,k), dout (1,1,H_out,W_out)."""
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 5, (1, 1, _CONV_SIZE, _CONV_SIZE)).astype(np.float64)
+    w = rng.integers(-2, 3, (1, 1, 3, 3)).astype(np.float64)[:, :, :k, :k]
+    size = conv_output_size(_CONV_SIZE, k, stride, padding)
+    dout = rng.integers(-2, 3, (1, 1, 3, 3)).astype(np.float64)
+    dout = np.resize(dout.ravel(), size * size).reshape(1, 1, size, size)
+    return x, np.ascontiguousarray(w), dout
+
+
+def _adapt_conv_backward(c: dict) -> None:
+    """Padding up to k − 1 ("full"); row/col range over dW (k×k) or dX (5×5)."""
+    k = c["kernel_size"].value
+    set_range(c["padding"], 0, k - 1)
+    top = k - 1 if c["view"].value == _CONV_VIEWS[0] else _CONV_SIZE - 1
+    set_range(c["row"], 0, top)
+    set_range(c["col"], 0, top)
+
+
+def conv_backward_explorer() -> Explorer:
+    """Both conv gradients as convolutions on a 5×5 example, equal to ``conv2d_backward``.
+
+    Controls: kernel size, stride, padding, which gradient, and the (row, col) of the
+    gradient entry whose window is outlined. ``result`` holds dw, dx from both routes and
+    their largest differences.
+    """
+    controls = {"view": dropdown(_CONV_VIEWS, _CONV_VIEWS[0], "gradient"),
+                "kernel_size": int_slider(3, 2, 3, "kernel k"),
+                "stride": int_slider(1, 1, 3, "stride S"),
+                "padding": int_slider(0, 0, 2, "padding P"),
+                "row": int_slider(0, 0, 2, "row"), "col": int_slider(0, 0, 2, "col")}
+
+    def compute(view: str, kernel_size: int, stride: int, padding: int, row: int,
+                col: int) -> dict:
+        x, w, dout = _conv_example(kernel_size, stride, padding)
+        _, cache = conv2d_forward(x, w, np.zeros(1), stride=stride, padding=padding)
+        dx, dw, _ = conv2d_backward(dout, cache)
+        dw_conv = conv_dw_as_convolution(x, dout, kernel_size, stride, padding)
+        dx_full = conv_dx_as_full_convolution(dout, w, x.shape, stride, padding)
+        return {"view": view, "k": kernel_size, "stride": stride, "padding": padding,
+                "row": row, "col": col, "x": x, "w": w, "dout": dout, "dx": dx, "dw": dw,
+                "dw_conv": dw_conv, "dx_full": dx_full,
+                "dw_error": float(np.abs(dw - dw_conv).max()),
+                "dx_error": float(np.abs(dx - dx_full).max())}
+
+    return Explorer(controls, compute, _draw_conv_backward, adapt=_adapt_conv_backward,
+                    rows=[["view"], ["kernel_size", "stride", "padding"], ["row", "col"]])
+
+
+def _paren(v: float) -> str:
+    """A number for a product in a title: negative values in parentheses."""
+    return f"({v:g})" if v < 0 else f"{v:g}"
+
+
+def _draw_conv_backward(r: dict) -> Figure:
+    k, s, p, i, j = r["k"], r["stride"], r["padding"], r["row"], r["col"]
+    if r["view"] == _CONV_VIEWS[0]:
+        xp = np.pad(r["x"][0, 0], p)
+        d = r["dout"][0, 0]
+        rows, cols = np.meshgrid(i + s * np.arange(d.shape[0]), j + s * np.arange(d.shape[1]),
+                                 indexing="ij")
+        taps = " + ".join(f"{xp[a, b]:g}·{_paren(v)}" for a, b, v in
+                          zip(rows.ravel(), cols.ravel(), d.ravel(), strict=True))
+        title = (f"dW({i},{j}) = {taps} = {r['dw_conv'][0, 0, i, j]:g}\n"
+                 f"taps {s} apart (= stride);  max |diff| to conv2d_backward = "
+                 f"{r['dw_error']:.1e}")
+        fig = viz.show_matrices([xp, d, r["dw_conv"][0, 0]],
+                                ["X (padded)", "delta = dL/dY (the filter)", "dW"],
+                                between=["*", "="], suptitle=title)
+        viz.mark_pixels(fig.axes[0], rows.ravel(), cols.ravel(), size=260)
+        viz.outline(fig.axes[2], i, j, 1, 1)
+    else:
+        dfull = full_padded_error(r["dout"], k, r["x"].shape[2:], s, p)[0, 0]
+        wf = r["w"][0, 0, ::-1, ::-1]
+        title = (f"dX({i},{j}) = sum(window * flip(W)) = {r['dx_full'][0, 0, i, j]:g}\n"
+                 f"max |diff| to conv2d_backward = {r['dx_error']:.1e}")
+        fig = viz.show_matrices([dfull, wf, r["dx_full"][0, 0]],
+                                [f"delta: {s - 1} zeros between, k-1 = {k - 1} around", "flip(W)",
+                                 "dX"], between=["*", "="], suptitle=title)
+        viz.outline(fig.axes[0], i + p, j + p, k, k)
+        viz.outline(fig.axes[2], i, j, 1, 1)
+    return fig
+
+
+# --------------------------------------------------------------------------- 3. pooling
+
+LECTURE_X = np.array([[1, 3, 2, 4], [5, 6, 1, 2], [7, 2, 8, 1], [3, 4, 0, 9]], dtype=np.float64)
+TIE_X = np.array([[1, 6, 2, 4], [5, 6, 1, 2], [7, 2, 8, 1], [3, 4, 0, 9]], dtype=np.float64)
+POOL_DOUT = np.array([[1, 2], [3, 4]], dtype=np.float64)  # δ = dL/dY, one value per window
+POOL_EXAMPLES = {"lecture": LECTURE_X, "tie": TIE_X}
+
+
+def pool_gradient(x: np.ndarray, dout: np.ndarray, kind: str, k: int = 2) -> tuple[np.ndarray,
+                                                                                  np.ndarray]:
+    """(Y, dX) of k×k pooling (stride k) of one (H, W) map via ``cnnlib.pool``; kind max/avg."""
+    if kind not in ("max", "avg"):
+        raise ValueError(f"kind must be 'max' or 'avg', got {kind!r}")
+    fwd, bwd = ((pool.max_pool2d_forward, pool.max_pool2d_backward) if kind == "max"
+                else (pool.avg_pool2d_forward, pool.avg_pool2d_backward))
+    y, cache = fwd(np.asarray(x, np.float64)[None, None], k)
+    dx = bwd(np.asarray(dout, np.float64)[None, None], cache)
+    return y[0, 0], dx[0, 0]
+
+
+def plot_pool_gradients(x: np.ndarray, dout: np.ndarray, kind: str, k: int = 2) -> Figure:
+    """X with its windows, Y, δ = dL/dY and dX for k×k pooling (stride k)."""
+    y, dx = pool_gradient(x, dout, kind, k)
+    rule = "each window's delta goes to its (first) maximum" if kind == "max" \
+        else f"each window's delta is spread as delta/{k * k} over its {k * k} inputs"
+    fig = viz.show_matrices([x, y, dout, dx], ["X", f"Y = {kind}pool(X)", "delta = dL/dY",
+                                               "dX = dL/dX"], fmt="{:g}",
+                            between=["->", "   ", "->"], suptitle=rule)
+    colours = ("tab:red", "tab:green", "tab:orange", "tab:purple")
+    for a in range(y.shape[0]):
+        for b in range(y.shape[1]):
+            colour = colours[(a * y.shape[1] + b) % len(colours)]
+            viz.outline(fig.axes[0], a * k, b * k, k, k, color=colour, linewidth=3)
+            viz.outline(fig.axes[3], a * k, b * k, k, k, color=colour, linewidth=3)
+            viz.outline(fig.axes[2], a, b, 1, 1, color=colour, linewidth=3)
+    return fig
+
+
+def pool_gradient_explorer() -> Explorer:
+    """Max or average pooling backward on the lecture's 4×4 example or the tie case."""
+    controls = {"kind": dropdown(("max", "avg"), "max", "pooling"),
+                "example": dropdown(tuple(POOL_EXAMPLES), "lecture", "input X")}
+
+    def compute(kind: str, example: str) -> dict:
+        x = POOL_EXAMPLES[example]
+        y, dx = pool_gradient(x, POOL_DOUT, kind)
+        return {"kind": kind, "x": x, "y": y, "dx": dx}
+
+    def draw(r: dict) -> Figure:
+        return plot_pool_gradients(r["x"], POOL_DOUT, r["kind"])
+
+    return Explorer(controls, compute, draw)
+
+
+# --------------------------------------------------------------------------- 4. gradient check
+
+
+def _softmax_ce_forward(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    loss, dlogits = losses.softmax_cross_entropy(logits, labels)
+    return np.array(loss), dlogits
+
+
+def _softmax_ce_backward(dout: np.ndarray, dlogits: np.ndarray) -> np.ndarray:
+    return float(dout) * dlogits
+
+
+def _cases(rng: np.random.Generator) -> list[tuple[str, Callable, Callable, tuple, dict, tuple]]:
+    """(name, forward, backward, arrays, hyper-parameters, array names) for every layer."""
+
+    def r(*shape: int) -> np.ndarray:
+        return rng.standard_normal(shape)
+
+    x4 = r(2, 4, 5, 5)
+    labels = np.array([0, 2, 1])
+    a = activations
+    return [
+        ("conv2d (S=2, P=1)", conv2d_forward, conv2d_backward,
+         (r(2, 3, 6, 6), r(4, 3, 3, 3), r(4)), {"stride": 2, "padding": 1}, ("x", "w", "b")),
+        ("max_pool2d (3×3, S=2)", pool.max_pool2d_forward, pool.max_pool2d_backward, (x4,),
+         {"kernel_size": 3, "stride": 2}, ("x",)),
+        ("avg_pool2d (2×2)", pool.avg_pool2d_forward, pool.avg_pool2d_backward, (x4,),
+         {"kernel_size": 2}, ("x",)),
+        ("batch_norm", norm.batch_norm_forward, norm.batch_norm_backward, (x4, r(4), r(4)), {},
+         ("x", "gamma", "beta")),
+        ("layer_norm", norm.layer_norm_forward, norm.layer_norm_backward, (x4, r(4), r(4)), {},
+         ("x", "gamma", "beta")),
+        ("group_norm (G=2)", norm.group_norm_forward, norm.group_norm_backward,
+         (x4, r(4), r(4)), {"groups": 2}, ("x", "gamma", "beta")),
+        ("linear", linear.linear_forward, linear.linear_backward, (r(3, 5), r(4, 5), r(4)), {},
+         ("x", "w", "b")),
+        ("relu", a.relu_forward, a.relu_backward, (r(3, 6),), {}, ("x",)),
+        ("leaky_relu", a.leaky_relu_forward, a.leaky_relu_backward, (r(3, 6),),
+         {"alpha": 0.1}, ("x",)),
+        ("elu", a.elu_forward, a.elu_backward, (r(3, 6),), {}, ("x",)),
+        ("gelu", a.gelu_forward, a.gelu_backward, (r(3, 6),), {}, ("x",)),
+        ("sigmoid", a.sigmoid_forward, a.sigmoid_backward, (r(3, 6),), {}, ("x",)),
+        ("tanh", a.tanh_forward, a.tanh_backward, (r(3, 6),), {}, ("x",)),
+        ("softmax_cross_entropy", _softmax_ce_forward, _softmax_ce_backward, (r(3, 4),),
+         {"labels": labels}, ("logits",)),
+    ]
+
+
+def gradient_check_rows(seed: int = 0) -> list[tuple[str, str, str, float]]:
+    """A numerical gradient check of every layer: rows (layer, array, shape, relative error).
+
+    Each row compares the layer's backward with central differences of L = Σ out·dout for a
+    random dout (``cnnlib.gradcheck.check_gradients``, float64, h = 1e-6).
+    """
+    rows = []
+    # the data come from another stream than check_gradients' dout: with the same seed the
+    # first dout would equal the first array drawn, a degenerate case for batch norm
+    for name, fwd, bwd, arrays, hyper, names in _cases(np.random.default_rng(seed + 1000)):
+        errors = check_gradients(fwd, bwd, *arrays, seed=seed, **hyper)
+        rows += [(name, n, str(a.shape), e) for n, a, e in zip(names, arrays, errors,
+                                                                strict=True)]
+    return rows
+
+
+# --------------------------------------------------------------------------- 5. the update
+
+CURVATURE = np.array([1.0, 10.0])  # L(w) = ½·(1·w₀² + 10·w₁²): a long, narrow valley
+W_START = np.array([-4.0, 1.5])
+
+
+def toy_loss(w: np.ndarray) -> float:
+    """L(w) = ½ Σ_k λ_k·w_k² with λ = ``CURVATURE``; its gradient is λ·w."""
+    return float(0.5 * np.sum(CURVATURE * np.asarray(w) ** 2))
+
+
+def descend(lr: float, steps: int = 30, start: np.ndarray = W_START) -> dict:
+    """Run W ← W − η·∂L/∂W on the toy loss with ``cnnlib.optim.SGD``.
+
+    Returns the path (steps + 1, 2), the losses, ρ = max_k |1 − η·λ_k| (each step multiplies
+    w_k by 1 − η·λ_k) and the regime: "divergent" (the loss grew), "too small" (after
+    ``steps`` steps the loss is still above 1% of the start) or "good".
+    """
+    if not np.isfinite(lr) or lr <= 0:
+        raise ValueError(f"the learning rate must be a positive number, got {lr}")
+    w = np.array(start, dtype=np.float64)
+    grad = np.zeros_like(w)
+    opt = SGD([(w, grad)], lr=lr)
+    path, loss_values = [w.copy()], [toy_loss(w)]
+    for _ in range(steps):
+        grad[...] = CURVATURE * w  # ∂L/∂W
+        opt.step()  # W ← W − η·∂L/∂W, in place
+        path.append(w.copy())
+        loss_values.append(toy_loss(w))
+    loss_values = np.array(loss_values)
+    if not np.isfinite(loss_values[-1]) or loss_values[-1] > loss_values[0]:
+        regime = "divergent"
+    elif loss_values[-1] > 1e-2 * loss_values[0]:
+        regime = "too small"
+    else:
+        regime = "good"
+    return {"lr": lr, "path": np.array(path), "losses": loss_values, "regime": regime,
+            "rho": float(np.max(np.abs(1 - lr * CURVATURE)))}
+
+
+def _plot_descent(r: dict, ax_path: plt.Axes, ax_loss: plt.Axes | None) -> None:
+    g0, g1 = np.meshgrid(np.linspace(-5, 5, 121), np.linspace(-3, 3, 81))
+    levels = np.geomspace(0.05, 60, 12)
+    ax_path.contour(g0, g1, 0.5 * (CURVATURE[0] * g0**2 + CURVATURE[1] * g1**2), levels=levels,
+                    colors="0.75", linewidths=0.8)
+    path = np.clip(r["path"], -1e3, 1e3)
+    ax_path.plot(path[:, 0], path[:, 1], "o-", color="tab:red", ms=3, lw=1)
+    ax_path.plot(0, 0, "*", color="k", ms=10)
+    ax_path.set_xlim(-5, 5)
+    ax_path.set_ylim(-3, 3)
+    ax_path.set_xlabel("w0 (curvature 1)")
+    ax_path.set_ylabel("w1 (curvature 10)")
+    ax_path.set_title(f"lr = {r['lr']:.3g}: {r['regime']} (rho = {r['rho']:.2f})", fontsize=10)
+    if ax_loss is not None:
+        finite = np.where(np.isfinite(r["losses"]), r["losses"], np.nan)
+        ax_loss.semilogy(np.clip(finite, 1e-12, 1e12), "o-", ms=3, color="tab:red")
+        ax_loss.set_xlabel("step")
+        ax_loss.set_ylabel("loss L(W)")
+        ax_loss.grid(True, alpha=0.3)
+
+
+def plot_learning_rates(lrs: tuple[float, ...] = (0.01, 0.1, 0.21), steps: int = 30) -> Figure:
+    """One descent path per learning rate, side by side, and their loss curves."""
+    runs = [descend(lr, steps) for lr in lrs]
+    fig, axes = plt.subplots(1, len(runs) + 1, figsize=(4.0 * (len(runs) + 1), 3.4))
+    for r, ax in zip(runs, axes, strict=False):
+        _plot_descent(r, ax, None)
+    for r in runs:
+        axes[-1].semilogy(np.clip(r["losses"], 1e-12, 1e12), "o-", ms=2,
+                          label=f"lr={r['lr']:g} ({r['regime']})")
+    axes[-1].set_xlabel("step")
+    axes[-1].set_ylabel("loss L(W)")
+    axes[-1].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def learning_rate_explorer() -> Explorer:
+    """A learning-rate slider (log scale) and a steps slider over the toy loss."""
+    controls = {"lr": widgets.FloatLogSlider(value=0.1, base=10, min=-3, max=0, step=0.05,
+                                             description="learning rate", readout_format=".3f",
+                                             continuous_update=False,
+                                             style={"description_width": "initial"}),
+                "steps": int_slider(30, 1, 100, "steps")}
+
+    def draw(r: dict) -> Figure:
+        fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+        _plot_descent(r, a, b)
+        fig.tight_layout()
+        return fig
+
+    return Explorer(controls, descend, draw)
+
+
+# --------------------------------------------------------------------------- exercises
+
+EXERCISE_GRAPH = {"w": 2.0, "x": -1.0, "b": 0.5, "t": 1.0}
+
+
+def check_chain_rule(answer: object) -> Feedback:
+    """Exercise 1: (dL/dw, dL/dx, dL/db) for ``EXERCISE_GRAPH`` in L = (w·x + b − t)²."""
+    if is_placeholder(answer):
+        return feedback(None)
+    want = tiny_graph(**EXERCISE_GRAPH)["grads"]
+    expected = (want["w"], want["x"], want["b"])
+    try:
+        got = tuple(float(v) for v in answer)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        return feedback(False, "3 つの数 (dL/dw, dL/dx, dL/db) のタプルで答えてください。")
+    if len(got) != 3:
+        return feedback(False, f"3 つの数が必要ですが、{len(got)} 個ありました。")
+    if np.allclose(got, expected, atol=1e-9):
+        return feedback(True, f"e = {tiny_graph(**EXERCISE_GRAPH)['values']['e']:g}, "
+                              "dL/de = 2e から順に掛けていきます。")
+    wrong = [n for n, g, e in zip(("dL/dw", "dL/dx", "dL/db"), got, expected, strict=True)
+             if not np.isclose(g, e)]
+    return feedback(False, f"{', '.join(wrong)} が違います。まず e = w·x + b − t を計算し、"
+                           "dL/de = 2e に局所微分を掛けましょう。")
+
+
+def check_conv_dw(fn: Callable) -> Feedback:
+    """Exercise 2: ``fn(x, delta)`` for (H, W) x and (H_out, W_out) delta gives dW (k×k).
+
+    Stride 1, no padding, one channel: k = H − H_out + 1. Compared with ``conv2d_backward``.
+    """
+    if is_placeholder(fn):
+        return feedback(None)
+    if not callable(fn):
+        return feedback(False, "関数 my_conv_dw(x, delta) を渡してください。")
+    rng = np.random.default_rng(11)
+    for h, w, k in ((4, 4, 2), (5, 6, 3), (6, 5, 2)):
+        x = rng.standard_normal((h, w))
+        kern = rng.standard_normal((k, k))
+        out, cache = conv2d_forward(x[None, None], kern[None, None], np.zeros(1))
+        delta = rng.standard_normal(out.shape[2:])
+        want = conv2d_backward(delta[None, None], cache)[1][0, 0]
+        try:
+            got = fn(x, delta)
+        except Exception as exc:  # the student's code: report, do not crash the notebook
+            return feedback(False, f"実行中にエラー: {type(exc).__name__}: {exc}")
+        if got is None:
+            return feedback(None)
+        got = np.asarray(got, dtype=np.float64)
+        if got.shape != want.shape:
+            return feedback(False, f"x が {h}×{w}、delta が {delta.shape[0]}×{delta.shape[1]} "
+                                   f"のとき dW は {k}×{k} のはずですが、形が {got.shape} でした。")
+        if not np.allclose(got, want, rtol=1e-8, atol=1e-10):
+            return feedback(False, "値が conv2d_backward と一致しません。"
+                                   "dW(m, n) = Σ_i Σ_j X(i+m, j+n)·delta(i, j) です。")
+    return feedback(True, "dW は入力 X と誤差 delta の畳み込みです。")
+
+
+def check_max_learning_rate(answer: object) -> Feedback:
+    """Exercise 3: the largest stable learning rate for L = ½·λ·w² with λ = 10 (= 2/λ)."""
+    if is_placeholder(answer):
+        return feedback(None)
+    try:
+        value = float(answer)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return feedback(False, "数で答えてください。")
+    if np.isclose(value, 0.2, rtol=1e-6):
+        return feedback(True, "w ← (1 − ηλ)·w なので |1 − ηλ| < 1、つまり η < 2/λ = 0.2。")
+    if np.isclose(value, 0.1, rtol=1e-6):
+        return feedback(False, "0.1 = 1/λ は 1 歩で谷底に着く学習率です。"
+                               "振動しながらでも縮めばよいので、もっと大きくできます。")
+    return feedback(False, "1 歩で w は (1 − ηλ) 倍になります。|1 − ηλ| < 1 となる η の上限は？")
+
+
+__all__ = [
+    "CURVATURE",
+    "EXERCISE_GRAPH",
+    "LECTURE_X",
+    "POOL_DOUT",
+    "TIE_X",
+    "TINY",
+    "check_chain_rule",
+    "check_conv_dw",
+    "check_max_learning_rate",
+    "conv_backward_explorer",
+    "conv_dw_as_convolution",
+    "conv_dx_as_full_convolution",
+    "descend",
+    "dilate",
+    "full_padded_error",
+    "gradient_check_rows",
+    "learning_rate_explorer",
+    "plot_filter_flip",
+    "plot_learning_rates",
+    "plot_pool_gradients",
+    "plot_tiny_graph",
+    "pool_gradient",
+    "pool_gradient_explorer",
+    "tiny_graph",
+    "tiny_graph_explorer",
+    "tiny_graph_numerical",
+    "toy_loss",
+]

@@ -1,0 +1,475 @@
+"""Widgets, figures and exercise checks for notebook 01 (lecture 二, the convolutional layer).
+
+* ``conv_step_explorer(x, w)``: one output pixel of a small worked example at a time.
+* ``conv_explorer()``: the convolution explorer on the photograph (kernel size, stride,
+  padding, dilation, filter), with the receptive field, the kernel, the output map, the live
+  output-size formula and the rows/columns that the stride drops.
+* ``show_filter_bank()`` (RGB through a k×k×3 bank), ``show_edges_and_lines()``.
+* ``check_…``: the notebook's exercises.
+The maths is ``cnnlib.conv``; the filters below are just numbers to try.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import lru_cache
+from math import comb
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+
+from cnnlib import viz
+from cnnlib.conv import conv2d_forward, conv_output_size
+from cnnlib.data import sample_image
+from cnnlib.widgets._base import (
+    Explorer,
+    Feedback,
+    dropdown,
+    feedback,
+    int_slider,
+    is_placeholder,
+    set_range,
+)
+
+# --------------------------------------------------------------------------- filters
+
+FILTERS = ("identity", "box blur", "gaussian", "sharpen", "sobel x", "sobel y", "laplacian",
+           "random")
+MIN_KERNEL = {"sobel x": 2, "sobel y": 2, "laplacian": 3}  # smallest k each filter exists for
+SIGNED = {"sobel x", "sobel y", "laplacian", "random"}  # responses with both signs
+
+
+def _binomial(n: int) -> np.ndarray:
+    """Row n−1 of Pascal's triangle: [1], [1, 1], [1, 2, 1], … (a smoothing window)."""
+    return np.array([comb(n - 1, r) for r in range(n)], dtype=np.float64)
+
+
+def make_filter(name: str, k: int, seed: int = 0) -> np.ndarray:
+    """A k×k filter by name (see ``FILTERS``), float64.
+
+    Sobel generalises to any k ≥ 2 (binomial smoothing ⊗ smoothed difference); the Laplacian
+    is the classic 3×3 one for k = 3 and a zero-sum Laplacian of Gaussian for larger k.
+    """
+    if name not in FILTERS:
+        raise ValueError(f"unknown filter {name!r}; choose one of {', '.join(FILTERS)}")
+    if k < MIN_KERNEL.get(name, 1):
+        raise ValueError(f"the {name} filter needs a kernel size of at least "
+                         f"{MIN_KERNEL[name]}, got {k}")
+    centre = (k - 1) / 2
+    r = np.arange(k) - centre
+    if name == "identity":
+        w = np.zeros((k, k))
+        w[k // 2, k // 2] = 1.0
+    elif name == "box blur":
+        w = np.full((k, k), 1.0 / (k * k))
+    elif name == "gaussian":
+        g = np.exp(-(r**2) / (2 * max(k / 5, 0.5) ** 2))
+        w = np.outer(g, g) / np.outer(g, g).sum()
+    elif name == "sharpen":
+        w = -np.full((k, k), 1.0 / (k * k))
+        w[k // 2, k // 2] += 2.0  # 2·identity − box blur
+    elif name in ("sobel x", "sobel y"):
+        smooth = _binomial(k)
+        diff = np.convolve(_binomial(k - 1), [1.0, -1.0])[::-1] if k > 1 else np.zeros(1)
+        w = np.outer(smooth, diff) if name == "sobel x" else np.outer(diff, smooth)
+    elif name == "laplacian":
+        if k == 3:
+            w = np.array([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
+        else:
+            s2 = (k / 6) ** 2
+            rr = r[:, None] ** 2 + r[None, :] ** 2
+            w = (rr - 2 * s2) * np.exp(-rr / (2 * s2))
+            w -= w.mean()  # a flat patch gives 0
+            w *= -4.0 / w[k // 2, k // 2] if w[k // 2, k // 2] != 0 else 1.0
+    else:  # random
+        w = np.random.default_rng(seed).normal(0.0, 1.0 / k, (k, k))
+    return w
+
+
+# --------------------------------------------------------------------------- images
+
+
+EXPLORER_SIZE = 128  # photo height in the explorer: a slider move stays well under 100 ms
+IMAGES = ("photo", "crop 24×24", "tiny 6×6")
+
+
+@lru_cache(maxsize=8)
+def _photo(gray: bool, size: int) -> np.ndarray:
+    img = sample_image(gray=gray, size=size)
+    img.setflags(write=False)
+    return img
+
+
+def explorer_image(name: str = "photo", size: int = EXPLORER_SIZE) -> np.ndarray:
+    """The grey image the explorer convolves: the photo (H = ``size``) or a crop of it."""
+    photo = _photo(True, size)
+    if name == "photo":
+        return photo
+    if name == "crop 24×24":
+        top, left = photo.shape[0] // 4, photo.shape[1] // 2 - 12
+        return photo[top:top + 24, left:left + 24]
+    if name == "tiny 6×6":
+        top, left = photo.shape[0] // 3, photo.shape[1] // 2 - 3
+        return photo[top:top + 6, left:left + 6]
+    raise ValueError(f"unknown image {name!r}; choose one of {', '.join(IMAGES)}")
+
+
+def conv_gray(img: np.ndarray, w: np.ndarray, stride: int = 1, padding: int = 0,
+              dilation: int = 1) -> np.ndarray:
+    """Convolve one grey (H, W) image with one (k, k) filter via ``cnnlib.conv``; (H_out, W_out)."""
+    x = np.asarray(img, np.float32)[None, None]
+    out, _ = conv2d_forward(x, np.asarray(w, np.float32)[None, None], np.zeros(1, np.float32),
+                            stride=stride, padding=padding, dilation=dilation)
+    return out[0, 0]
+
+
+# --------------------------------------------------------------------------- small example
+
+
+def conv_step_explorer(x: np.ndarray, w: np.ndarray, b: float = 0.0) -> Explorer:
+    """Step through the output pixels of a small single-channel example (stride 1, no padding).
+
+    Shows the window on x, the products x·w in it, and the sum written into Y(i, j).
+    """
+    x, w = np.asarray(x, np.float64), np.asarray(w, np.float64)
+    k = w.shape[0]
+    y = conv_gray(x, w).astype(np.float64) + b
+    h_out, w_out = y.shape
+    controls = {"i": int_slider(0, 0, h_out - 1, "output row i"),
+                "j": int_slider(0, 0, w_out - 1, "output column j")}
+
+    def compute(i: int, j: int) -> dict:
+        window = x[i:i + k, j:j + k]
+        terms = " + ".join(f"{a:g}·{c:g}" for a, c in zip(window.ravel(), w.ravel(),
+                                                          strict=True))
+        value = float((window * w).sum() + b)
+        bias = f" + {b:g}" if b else ""
+        return {"i": i, "j": j, "window": window, "products": window * w, "value": value,
+                "text": f"Y({i},{j}) = {terms}{bias} = {value:g}"}
+
+    def draw(r: dict) -> Figure:
+        fig = viz.show_matrices([x, w, r["products"], y], ["X", "W", "X(i+m, j+n)·W(m, n)", "Y"],
+                                between=["∗", "→", "Σ"], suptitle=" ")
+        viz.outline(fig.axes[0], r["i"], r["j"], k, k)
+        viz.outline(fig.axes[3], r["i"], r["j"], 1, 1)
+        fig.suptitle(r["text"], fontsize=11)
+        return fig
+
+    return Explorer(controls, compute, draw)
+
+
+# --------------------------------------------------------------------------- the explorer
+
+
+def output_size_formula(size: int, k: int, stride: int, padding: int, dilation: int,
+                        axis: str = "H") -> str:
+    """``H_out = ⌊(H + 2P − D(K−1) − 1)/S⌋ + 1`` with the numbers filled in, and the result."""
+    top = size + 2 * padding - dilation * (k - 1) - 1
+    text = (f"{axis}_out = ⌊({axis} + 2P − D(K−1) − 1)/S⌋ + 1 = "
+            f"⌊({size} + 2·{padding} − {dilation}·({k}−1) − 1)/{stride}⌋ + 1")
+    if top < 0:
+        return text + f" = ⌊{top}/{stride}⌋ + 1: no valid output"
+    return text + f" = ⌊{top}/{stride}⌋ + 1 = {top // stride + 1}"
+
+
+def _adapt_conv(c: dict) -> None:
+    """Narrow the slider ranges to what makes sense for the current image and filter."""
+    img = explorer_image(c["image"].value)
+    k, d, p = c["kernel_size"].value, c["dilation"].value, c["padding"].value
+    set_range(c["kernel_size"], MIN_KERNEL.get(c["filter"].value, 1),
+              min(11, min(img.shape) + 2 * p))
+    k = c["kernel_size"].value
+    set_range(c["padding"], 0, max(d * (k - 1), 1))  # beyond "full" padding only zeros are added
+    p = c["padding"].value
+    try:
+        sizes = [conv_output_size(n, k, c["stride"].value, p, d) for n in img.shape]
+    except ValueError:
+        sizes = None
+    for name, n in zip(("out_row", "out_col"), sizes or (1, 1), strict=True):
+        set_range(c[name], 0, n - 1)
+        c[name].disabled = sizes is None
+
+
+def _compute_conv(image: str, filter: str, kernel_size: int, stride: int, padding: int,
+                  dilation: int, out_row: int, out_col: int) -> dict:
+    img = explorer_image(image)
+    k = kernel_size
+    w = make_filter(filter, k)
+    formula = "\n".join(output_size_formula(n, k, stride, padding, dilation, axis)
+                        for n, axis in zip(img.shape, ("H", "W"), strict=True))
+    cover = dilation * (k - 1) + 1
+    if cover > min(img.shape) + 2 * padding:
+        need = -(-(cover - min(img.shape)) // 2)
+        raise ValueError(
+            f"No output: the kernel ({k} taps with dilation {dilation}) covers {cover} pixels, "
+            f"but the padded input is only {min(img.shape)} + 2·{padding} = "
+            f"{min(img.shape) + 2 * padding} pixels. Use padding ≥ {need}, a smaller kernel or "
+            f"less dilation.\n{formula}")
+    out = conv_gray(img, w, stride, padding, dilation)
+    h_out, w_out = out.shape
+    i, j = min(out_row, h_out - 1), min(out_col, w_out - 1)
+    padded = np.pad(img, padding)
+    dropped = tuple((n + 2 * padding - cover) % stride for n in img.shape)
+    taps = np.arange(k) * dilation
+    field = padded[np.ix_(i * stride + taps, j * stride + taps)]
+    return {"image": img, "padded": padded, "kernel": w, "out": out, "formula": formula,
+            "out_shape": (h_out, w_out), "dropped": dropped, "pixel": (i, j),
+            "field_top_left": (i * stride, j * stride), "cover": cover,
+            "field": field, "field_value": float((field * w).sum()),
+            "stride": stride, "padding": padding, "dilation": dilation, "filter": filter}
+
+
+def _draw_conv(r: dict) -> Figure:
+    fig, (ax_in, ax_w, ax_out) = plt.subplots(
+        1, 3, figsize=(9.6, 3.9), gridspec_kw={"width_ratios": [1.2, 0.8, 1.2], "left": 0.02,
+                                              "right": 0.98, "bottom": 0.08, "top": 0.92,
+                                              "wspace": 0.12})
+    p, s, d = r["padding"], r["stride"], r["dilation"]
+    h, w = r["image"].shape
+    viz.show_image(r["padded"], f"padded input {h + 2 * p}×{w + 2 * p} (P = {p})", ax=ax_in,
+                   vmin=0.0, vmax=1.0)
+    if p:
+        viz.outline(ax_in, p, p, h, w, color="yellow", linewidth=1.0)
+    top, left = r["field_top_left"]
+    k = r["kernel"].shape[0]
+    viz.outline(ax_in, top, left, r["cover"], r["cover"], color="red", linewidth=1.5)
+    if d > 1:  # the taps a dilated kernel touches, with holes between them
+        taps = np.arange(k) * d
+        rows, cols = np.meshgrid(top + taps, left + taps, indexing="ij")
+        viz.mark_pixels(ax_in, rows.ravel(), cols.ravel(), size=8 if h > 30 else 40)
+    for axis, n in enumerate(r["dropped"]):
+        if n:  # the last n rows / columns never fit a whole window
+            hp, wp = r["padded"].shape
+            if axis == 0:
+                viz.outline(ax_in, hp - n, 0, n, wp, color="magenta", fill=True, alpha=0.45)
+            else:
+                viz.outline(ax_in, 0, wp - n, hp, n, color="magenta", fill=True, alpha=0.45)
+    dropped = f"dropped by the stride: {r['dropped'][0]} row(s), {r['dropped'][1]} column(s)"
+    ax_in.set_xlabel(dropped + (" (magenta)" if any(r["dropped"]) else ""), fontsize=9)
+    if k <= 5:  # numbers stay readable (and cheap to draw) up to 5×5
+        viz.show_matrix(r["kernel"], f"kernel {k}×{k}: {r['filter']}", fmt="{:.2g}", ax=ax_w,
+                        cmap="RdBu_r", fontsize=9, symmetric=True)
+    else:
+        viz.show_image(r["kernel"], f"kernel {k}×{k}: {r['filter']}", ax=ax_w, cmap="RdBu_r",
+                       colorbar=True)
+    out = r["out"]
+    vmax = float(np.abs(out).max()) or 1.0
+    cmap, lims = ("RdBu_r", (-vmax, vmax)) if r["filter"] in SIGNED else ("gray", (None, None))
+    ho, wo = out.shape
+    viz.show_image(out, f"output {ho}×{wo} (S = {s}, D = {d})", ax=ax_out, cmap=cmap,
+                   vmin=lims[0], vmax=lims[1])
+    i, j = r["pixel"]
+    viz.outline(ax_out, i, j, 1, 1, color="red")
+    ax_out.set_xlabel(f"Y({i},{j}) = {r['field_value']:.3f}  (red box on the input)", fontsize=9)
+    print(r["formula"])  # as text above the figure: rendering it as glyphs doubles the time
+    return fig  # fixed margins: tight_layout would double the drawing time too
+
+
+def conv_explorer(image: str = "photo", filter: str = "sobel x", kernel_size: int = 3,
+                  stride: int = 1, padding: int = 0, dilation: int = 1) -> Explorer:
+    """The convolution explorer on the photograph (notebook 01).
+
+    ``result`` holds ``out`` (H_out, W_out), ``out_shape``, ``formula`` (the output-size formula
+    with numbers), ``dropped`` (rows, columns the stride drops), ``kernel`` and the receptive
+    field of the chosen output pixel. An impossible combination sets ``message``.
+    """
+    controls = {
+        "image": dropdown(IMAGES, image, "image"),
+        "filter": dropdown(FILTERS, filter, "filter"),
+        "kernel_size": int_slider(kernel_size, 1, 11, "kernel size K"),
+        "stride": int_slider(stride, 1, 5, "stride S"),
+        "padding": int_slider(padding, 0, 10, "padding P"),
+        "dilation": int_slider(dilation, 1, 4, "dilation D"),
+        "out_row": int_slider(EXPLORER_SIZE // 4, 0, EXPLORER_SIZE, "output row i"),
+        "out_col": int_slider(EXPLORER_SIZE // 4, 0, EXPLORER_SIZE, "output column j"),
+    }
+    rows = [["image", "filter"], ["kernel_size", "stride"], ["padding", "dilation"],
+            ["out_row", "out_col"]]
+    return Explorer(controls, _compute_conv, _draw_conv, adapt=_adapt_conv, rows=rows)
+
+
+# --------------------------------------------------------------------------- colour and edges
+
+
+def color_filter_bank(k: int = 3) -> tuple[np.ndarray, list[str]]:
+    """Six k×k×3 filters for an RGB image, as ``w`` (6, 3, k, k) and their names."""
+    sx, sy = make_filter("sobel x", k), make_filter("sobel y", k)
+    box = np.full((k, k), 1.0 / (k * k))
+    zero = np.zeros((k, k))
+    bank = [
+        ([sx / 3, sx / 3, sx / 3], "vertical edges"),
+        ([sy / 3, sy / 3, sy / 3], "horizontal edges"),
+        ([box, -box, zero], "red − green"),
+        ([-box / 2, -box / 2, box], "blue − yellow"),
+        ([box / 3, box / 3, box / 3], "brightness"),
+        ([sx, zero, zero], "red-channel edges"),
+    ]
+    w = np.array([np.stack(chans) for chans, _ in bank])
+    return w, [name for _, name in bank]
+
+
+def show_filter_bank(img: np.ndarray, w: np.ndarray, names: list[str],
+                     maps: np.ndarray) -> Figure:
+    """The RGB input, each k×k×3 filter as a colour swatch, and the feature map it makes.
+
+    img (H, W, 3); w (F, 3, k, k); maps (F, H_out, W_out) as computed by ``conv2d_forward``.
+    """
+    f = w.shape[0]
+    fig, axes = plt.subplots(2, f + 1, figsize=(2.1 * (f + 1), 4.6),
+                             gridspec_kw={"height_ratios": [1, 2]})
+    viz.show_image(img, "input (H, W, 3)", ax=axes[1, 0])
+    axes[0, 0].set_visible(False)
+    for n in range(f):
+        swatch = np.moveaxis(w[n], 0, -1)  # (k, k, 3) to draw as colours
+        scale = 2 * float(np.abs(swatch).max()) or 1.0
+        viz.show_image(0.5 + swatch / scale, names[n], ax=axes[0, n + 1])  # 0 → mid grey
+        m = maps[n]
+        vmax = float(np.abs(m).max()) or 1.0
+        viz.show_image(m, f"map {n}", ax=axes[1, n + 1], cmap="RdBu_r", vmin=-vmax, vmax=vmax)
+    fig.suptitle(f"{f} filters of size {w.shape[2]}×{w.shape[3]}×{w.shape[1]} → "
+                 f"{f} feature maps (filter swatches: grey = 0, colour = weight sign per channel)",
+                 fontsize=10)
+    fig.tight_layout(h_pad=1.5)
+    return fig
+
+
+def edge_and_line_filters() -> tuple[np.ndarray, list[str]]:
+    """Six 3×3 filters that respond to edges and thin lines, as ``w`` (6, 1, 3, 3) and names."""
+    h_line = np.array([[-1.0, -1, -1], [2, 2, 2], [-1, -1, -1]])
+    diag = np.array([[2.0, -1, -1], [-1, 2, -1], [-1, -1, 2]])
+    filters = [(make_filter("sobel x", 3), "vertical edge"),
+               (make_filter("sobel y", 3), "horizontal edge"),
+               (h_line.T, "vertical line"), (h_line, "horizontal line"),
+               (diag, "diagonal line \\"), (diag[:, ::-1], "diagonal line /")]
+    return np.array([f for f, _ in filters])[:, None], [name for _, name in filters]
+
+
+def show_edges_and_lines(img: np.ndarray, w: np.ndarray, names: list[str],
+                         maps: np.ndarray) -> Figure:
+    """The grey input, each 3×3 filter with its numbers, and |response| (bright = strong).
+
+    img (H, W); w (F, 1, 3, 3); maps (F, H_out, W_out).
+    """
+    f = w.shape[0]
+    fig, axes = plt.subplots(2, f + 1, figsize=(2.1 * (f + 1), 4.6),
+                             gridspec_kw={"height_ratios": [1, 2]})
+    axes[0, 0].set_visible(False)
+    viz.show_image(img, "input", ax=axes[1, 0])
+    for n in range(f):
+        viz.show_matrix(w[n, 0], names[n], ax=axes[0, n + 1], cmap="RdBu_r", fontsize=8,
+                        symmetric=True)
+        viz.show_image(np.abs(maps[n]), f"|map {n}|", ax=axes[1, n + 1], cmap="magma")
+    fig.suptitle("first-layer style filters: edges and thin lines light up", fontsize=10)
+    fig.tight_layout(h_pad=1.5)
+    return fig
+
+
+# --------------------------------------------------------------------------- exercises
+
+
+def _whole(answer: object) -> object:
+    """15.0 counts as the integer 15; anything else is returned unchanged."""
+    if isinstance(answer, (float, np.floating)) and float(answer).is_integer():
+        return int(answer)
+    return answer
+
+
+def check_output_size(answer: object) -> Feedback:
+    """演習 1: H = 32, K = 5, S = 2, P = 1, D = 1 → H_out."""
+    if is_placeholder(answer):
+        return feedback(None)
+    answer = _whole(answer)
+    expected = conv_output_size(32, 5, stride=2, padding=1)
+    if not isinstance(answer, (int, np.integer)):
+        return feedback(False, f"an integer size is expected, got {answer!r}; remember the ⌊⌋")
+    if answer == expected:
+        return feedback(True, f"(32 + 2 − 4 − 1) = 29, ⌊29/2⌋ + 1 = {expected}")
+    if answer == 29 / 2 + 1 or answer == 16:
+        return feedback(False, "the formula rounds down: ⌊29/2⌋ = 14")
+    return feedback(False, "fill in H + 2P − D(K−1) − 1 first, then divide by S and round down")
+
+
+def check_same_padding(answer: object) -> Feedback:
+    """演習 2: K = 5, D = 2, S = 1: which P keeps H_out = H?"""
+    if is_placeholder(answer):
+        return feedback(None)
+    answer = _whole(answer)
+    if not isinstance(answer, (int, np.integer)):
+        return feedback(False, f"padding is a whole number of pixels, got {answer!r}")
+    sizes = [conv_output_size(h, 5, 1, int(answer), 2) if int(answer) >= 0 else -1
+             for h in (16, 17, 32)]
+    if sizes == [16, 17, 32]:
+        return feedback(True, "P = D(K−1)/2 = 2·4/2 = 4 keeps every size")
+    return feedback(False, f"with P = {answer} an input of 32 gives {sizes[2]}; "
+                    "solve H + 2P − D(K−1) − 1 + 1 = H for P")
+
+
+def check_conv_params(answer: object) -> Feedback:
+    """演習 3: 64 filters of 3×3 on a 32-channel input, with biases: how many parameters?"""
+    if is_placeholder(answer):
+        return feedback(None)
+    weights = 64 * 32 * 3 * 3
+    if answer == weights + 64:
+        return feedback(True, f"64·(3·3·32 + 1) = {weights + 64}")
+    if answer == weights:
+        return feedback(False, "the weights are right; add one bias per filter")
+    if answer == 64 * (3 * 3 + 1):
+        return feedback(False, "each filter spans all 32 input channels: k×k×C weights")
+    return feedback(False, "count k·k·C weights per filter, plus one bias, times the filters")
+
+
+def check_my_conv2d(fn: Callable) -> Feedback:
+    """演習 4: ``fn(x, w, stride)`` for x (H, W), w (k, k), no padding → (H_out, W_out)."""
+    rng = np.random.default_rng(1)
+    cases = [((5, 5), 3, 1), ((7, 6), 3, 2), ((8, 9), 2, 3), ((4, 4), 4, 1)]
+    for (h, w_), k, s in cases:
+        x, w = rng.normal(size=(h, w_)), rng.normal(size=(k, k))
+        got = fn(x, w, s)
+        if got is None:
+            return feedback(None)
+        expected, _ = conv2d_forward(x[None, None], w[None, None], np.zeros(1), stride=s)
+        expected = expected[0, 0]
+        got = np.asarray(got)
+        if got.shape != expected.shape:
+            return feedback(False, f"x {h}×{w_}, k = {k}, stride {s}: expected shape "
+                            f"{expected.shape}, got {got.shape}")
+        if not np.allclose(got, expected, rtol=1e-6, atol=1e-9):
+            return feedback(False, f"x {h}×{w_}, k = {k}, stride {s}: the shape is right but "
+                            "the values differ; is the window x[i·s : i·s + k, j·s : j·s + k]?")
+    return feedback(True, "matches cnnlib.conv.conv2d_forward on 4 cases, strides 1–3")
+
+
+def check_dropped_rows(answer: object) -> Feedback:
+    """演習 5 (explain): why does H = 10, K = 3, S = 4 lose rows? Answer "a", "b" or "c"."""
+    if is_placeholder(answer):
+        return feedback(None)
+    choice = str(answer).strip().lower()
+    if choice == "b":
+        return feedback(True, "windows start at rows 0 and 4 and cover 0–6; the next would "
+                        "start at 8 and need rows 8–10, so rows 7–9 are never the top of a "
+                        "whole window")
+    if choice in ("a", "c"):
+        return feedback(False, "try it in the explorer with the tiny image and S = 4")
+    return feedback(False, 'answer with one letter: "a", "b" or "c"')
+
+
+__all__ = [
+    "FILTERS",
+    "IMAGES",
+    "check_conv_params",
+    "check_dropped_rows",
+    "check_my_conv2d",
+    "check_output_size",
+    "check_same_padding",
+    "color_filter_bank",
+    "conv_explorer",
+    "conv_gray",
+    "conv_step_explorer",
+    "edge_and_line_filters",
+    "explorer_image",
+    "make_filter",
+    "output_size_formula",
+    "show_edges_and_lines",
+    "show_filter_bank",
+]

@@ -1,0 +1,595 @@
+"""Widgets, figures and exercise checks for notebook 03 (lecture 四, normalization layers).
+
+* ``photo_batch``: a real mini-batch, random 32×32 crops of the photograph (N, 3, 32, 32).
+* ``bn_explorer(x)``: batch normalization step by step, sliders for γ, β and ε, histograms
+  before and after.
+* ``running_stats(...)`` / ``running_stats_explorer()``: training vs. evaluation mode, the
+  running mean and variance approaching the data's statistics.
+* ``stat_mask`` / ``norm_axes_explorer()``: which elements of an N×C×H×W block share one mean
+  and variance under BatchNorm, LayerNorm and GroupNorm, found by experiment with cnnlib.
+* ``small_batch_explorer()``: BN with batch size 2 vs. GN — the same image, different partners.
+* ``bn_experiment`` / ``plot_bn_experiment``: loss curves with and without BN.
+* ``check_…``: the notebook's exercises.
+The maths is ``cnnlib.norm`` and ``cnnlib.layers``; this module only drives and draws.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import lru_cache
+
+import ipywidgets as widgets
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+
+from cnnlib import layers, norm
+from cnnlib.data import make_shapes, sample_image
+from cnnlib.losses import softmax_cross_entropy
+from cnnlib.optim import SGD
+from cnnlib.widgets._base import (
+    Explorer,
+    Feedback,
+    dropdown,
+    feedback,
+    float_slider,
+    int_slider,
+    is_placeholder,
+)
+
+CHANNELS = ("R", "G", "B")
+
+
+def _channel_names(C: int) -> tuple[str, ...]:
+    """R, G, B for a colour batch, else 0, 1, …"""
+    return CHANNELS if C == 3 else tuple(str(c) for c in range(C))
+
+# --------------------------------------------------------------------------- 1. a real batch
+
+
+@lru_cache(maxsize=2)
+def _photo(size: int) -> np.ndarray:
+    img = sample_image(size=size).astype(np.float64).transpose(2, 0, 1)  # (3, H, W)
+    img.setflags(write=False)
+    return img
+
+
+def photo_batch(n: int = 8, size: int = 32, seed: int = 0) -> np.ndarray:
+    """``n`` random ``size``×``size`` crops of the photograph: (n, 3, size, size) float64 in [0, 1].
+
+    The photo is scaled to a height of 160 pixels first, so a crop shows a recognisable part
+    (face, cap, flag, background). The same seed gives the same crops.
+    """
+    photo = _photo(160)
+    rng = np.random.default_rng(seed)
+    top = rng.integers(0, photo.shape[1] - size + 1, n)
+    left = rng.integers(0, photo.shape[2] - size + 1, n)
+    return np.stack([photo[:, t:t + size, s:s + size] for t, s in zip(top, left, strict=True)])
+
+
+# --------------------------------------------------------------------------- 2. BN step by step
+
+
+def bn_steps(x: np.ndarray, gamma: float, beta: float, eps: float) -> dict:
+    """Batch normalization of ``x`` (N, C, H, W) one formula at a time, with NumPy.
+
+    μ, σ² per channel over (N, H, W); x̂ = (x − μ)/√(σ² + ε); y = γ·x̂ + β with the same γ, β
+    for every channel. Also returns ``out`` from ``cnnlib.norm.batch_norm_forward`` and the
+    largest difference between the two.
+    """
+    mu = x.mean(axis=(0, 2, 3))  # (C,)
+    var = x.var(axis=(0, 2, 3))  # (C,), biased: divided by N·H·W
+    x_hat = (x - mu[:, None, None]) / np.sqrt(var[:, None, None] + eps)
+    y = gamma * x_hat + beta
+    C = x.shape[1]
+    out, cache = norm.batch_norm_forward(x, np.full(C, gamma), np.full(C, beta), eps)
+    return {"mu": mu, "var": var, "x_hat": x_hat, "y": y, "out": out, "cache": cache,
+            "max_diff": float(np.abs(out - y).max())}
+
+
+def plot_bn_histograms(x: np.ndarray, steps: dict, channel: int, gamma: float, beta: float,
+                       eps: float) -> Figure:
+    """Histograms of one channel: x with μ ± σ, x̂, and y = γ·x̂ + β."""
+    c = channel
+    mu, sd = steps["mu"][c], np.sqrt(steps["var"][c])
+    panels = [(x[:, c], f"x (channel {_channel_names(x.shape[1])[c]}): mu={mu:.3f}, "
+                        f"sigma^2={steps['var'][c]:.4f}", "tab:gray"),
+              (steps["x_hat"][:, c], f"x_hat = (x - mu)/sqrt(sigma^2 + eps), eps={eps:.1e}",
+               "tab:blue"),
+              (steps["y"][:, c], f"y = {gamma:.2f} * x_hat + {beta:.2f}", "tab:green")]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+    for ax, (values, title, colour) in zip(axes, panels, strict=True):
+        v = values.ravel()
+        ax.hist(v, bins=40, color=colour, alpha=0.8)
+        ax.axvline(v.mean(), color="k", lw=1.5)
+        ax.axvline(v.mean() - v.std(), color="k", lw=1, ls="--")
+        ax.axvline(v.mean() + v.std(), color="k", lw=1, ls="--")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel(f"mean {v.mean():.3f}, std {v.std():.3f}")
+    axes[0].axvspan(mu - sd, mu + sd, color="tab:orange", alpha=0.15)
+    fig.tight_layout()
+    return fig
+
+
+def bn_explorer(x: np.ndarray) -> Explorer:
+    """Sliders for γ, β (all channels) and ε (log scale) and a channel; histograms per step.
+
+    ``result``: μ, σ² per channel, and the mean / std of the chosen channel's output, which
+    should be β and γ·σ/√(σ² + ε).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    names = _channel_names(x.shape[1])
+    controls = {"gamma": float_slider(1.0, -2.0, 3.0, "gamma", step=0.05),
+                "beta": float_slider(0.0, -2.0, 2.0, "beta", step=0.05),
+                "eps": widgets.FloatLogSlider(value=1e-5, base=10, min=-8, max=1, step=0.25,
+                                              description="eps", readout_format=".1e",
+                                              continuous_update=False,
+                                              style={"description_width": "initial"}),
+                "channel": dropdown(names, names[0], "channel")}
+
+    def compute(gamma: float, beta: float, eps: float, channel: str) -> dict:
+        c = names.index(channel)
+        steps = bn_steps(x, gamma, beta, eps)
+        yc = steps["out"][:, c]
+        sigma2 = steps["var"][c]
+        return {**steps, "channel": c, "gamma": gamma, "beta": beta, "eps": eps,
+                "out_mean": float(yc.mean()), "out_std": float(yc.std()),
+                "expected_std": float(abs(gamma) * np.sqrt(sigma2 / (sigma2 + eps)))}
+
+    def draw(r: dict) -> Figure:
+        return plot_bn_histograms(x, r, r["channel"], r["gamma"], r["beta"], r["eps"])
+
+    return Explorer(controls, compute, draw, rows=[["gamma", "beta"], ["eps", "channel"]])
+
+
+# --------------------------------------------------------------------------- 3. train vs eval
+
+
+def running_stats(steps: int = 60, batch_size: int = 8, momentum: float = 0.1,
+                  seed: int = 0) -> dict:
+    """Feed ``steps`` mini-batches of photo crops through ``BatchNorm2d(3)`` in training mode.
+
+    Returns the running mean and var at the start (PyTorch's 0 and 1) and after each step,
+    both (steps + 1, 3); the mean and var of all 256 crops together (the "population"); and
+    the layer itself, ready to be switched to ``eval()``.
+    """
+    bn = layers.BatchNorm2d(3, momentum=momentum, dtype=np.float64)
+    pool_of_crops = photo_batch(256, seed=seed + 1)
+    rng = np.random.default_rng(seed)
+    means, variances = [bn.running_mean.copy()], [bn.running_var.copy()]  # step 0: 0 and 1
+    for _ in range(steps):
+        bn.forward(pool_of_crops[rng.integers(0, len(pool_of_crops), batch_size)])
+        means.append(bn.running_mean.copy())
+        variances.append(bn.running_var.copy())
+    return {"running_mean": np.array(means), "running_var": np.array(variances),
+            "population_mean": pool_of_crops.mean(axis=(0, 2, 3)),
+            "population_var": pool_of_crops.var(axis=(0, 2, 3)), "layer": bn,
+            "momentum": momentum, "batch_size": batch_size}
+
+
+def plot_running_stats(r: dict) -> Figure:
+    """Running mean and variance per channel against the step; dashed: all crops together."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.4))
+    colours = ("tab:red", "tab:green", "tab:blue")
+    for c, colour in enumerate(colours):
+        a.plot(r["running_mean"][:, c], color=colour, label=f"running_mean[{CHANNELS[c]}]")
+        a.axhline(r["population_mean"][c], color=colour, ls="--", lw=1)
+        b.plot(r["running_var"][:, c], color=colour, label=f"running_var[{CHANNELS[c]}]")
+        b.axhline(r["population_var"][c], color=colour, ls="--", lw=1)
+    a.set_title(f"momentum {r['momentum']:g}, batch size {r['batch_size']} "
+                "(dashed: all crops)", fontsize=10)
+    b.set_title("running_var starts at 1, running_mean at 0 (PyTorch's defaults)",
+                fontsize=10)
+    b.set_yscale("log")
+    for ax in (a, b):
+        ax.set_xlabel("training step")
+        ax.legend(fontsize=8)
+        ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def running_stats_explorer() -> Explorer:
+    """Momentum and batch-size sliders for ``running_stats``; ``result['gap']`` is the final
+    largest distance of the running mean from the population mean."""
+    controls = {"momentum": float_slider(0.1, 0.01, 1.0, "momentum", step=0.01),
+                "batch_size": int_slider(8, 2, 64, "batch size"),
+                "steps": int_slider(60, 5, 200, "steps")}
+
+    def compute(momentum: float, batch_size: int, steps: int) -> dict:
+        r = running_stats(steps, batch_size, momentum)
+        r["gap"] = float(np.abs(r["running_mean"][-1] - r["population_mean"]).max())
+        return r
+
+    return Explorer(controls, compute, plot_running_stats,
+                    rows=[["momentum", "batch_size", "steps"]])
+
+
+# --------------------------------------------------------------------------- 4. which axes
+
+NORMS = ("BatchNorm", "LayerNorm", "GroupNorm")
+
+
+def _normalize(method: str, x: np.ndarray, groups: int) -> np.ndarray:
+    """cnnlib's forward of ``method`` with γ = 1, β = 0."""
+    C = x.shape[1]
+    gamma, beta = np.ones(C), np.zeros(C)
+    if method == "BatchNorm":
+        return norm.batch_norm_forward(x, gamma, beta)[0]
+    if method == "LayerNorm":
+        return norm.layer_norm_forward(x, gamma, beta)[0]
+    if method == "GroupNorm":
+        return norm.group_norm_forward(x, gamma, beta, groups)[0]
+    raise ValueError(f"unknown method {method!r}; choose one of {', '.join(NORMS)}")
+
+
+def stat_mask(method: str, shape: tuple[int, int, int, int], n: int, c: int,
+              groups: int = 1) -> np.ndarray:
+    """Which elements share their mean and variance with element (n, c, 0, 0): bool (N,C,H,W).
+
+    Found by experiment: nudge x[n, c, 0, 0] and see which outputs of cnnlib's layer move.
+    (A nudge changes μ and σ² of its set, and with them every normalized value in the set.)
+    """
+    C = shape[1]
+    if method == "GroupNorm" and C % groups != 0:
+        raise ValueError(f"C={C} channels cannot be split into {groups} groups; "
+                         f"choose groups that divide {C}")
+    x = np.random.default_rng(0).standard_normal(shape)
+    before = _normalize(method, x, groups)
+    x[n, c, 0, 0] += 0.5
+    after = _normalize(method, x, groups)
+    return np.abs(after - before) > 1e-12
+
+
+def stat_mask_by_definition(method: str, shape: tuple[int, int, int, int], n: int, c: int,
+                            groups: int = 1) -> np.ndarray:
+    """The same mask from the definitions: BN over (N, H, W), LN over (C, H, W), GN over
+    (C/G channels of c's group, H, W)."""
+    C = shape[1]
+    mask = np.zeros(shape, dtype=bool)
+    if method == "BatchNorm":
+        mask[:, c] = True
+    elif method == "LayerNorm":
+        mask[n] = True
+    else:
+        size = C // groups
+        g = c // size
+        mask[n, g * size:(g + 1) * size] = True
+    return mask
+
+
+def _set_ids(method: str, shape: tuple[int, int, int, int], groups: int) -> np.ndarray:
+    """For colouring: the index of the statistics set each element belongs to."""
+    N, C = shape[:2]
+    n = np.arange(N)[:, None, None, None]
+    c = np.arange(C)[None, :, None, None]
+    if method == "BatchNorm":
+        ids = c + 0 * n
+    elif method == "LayerNorm":
+        ids = n + 0 * c
+    else:
+        ids = n * groups + c // (C // groups)
+    return np.broadcast_to(ids, shape)
+
+
+def plot_norm_axes(mask: np.ndarray, ids: np.ndarray, title: str) -> Figure:
+    """The N×C×H×W block as N rows × C columns of H×W tiles; one colour per statistics set,
+    the set of the chosen element drawn solid and the others faded."""
+    N, C, H, W = mask.shape
+    cmap = plt.get_cmap("tab20")
+    gap = 1
+    canvas = np.ones(((H + gap) * N - gap, (W + gap) * C - gap, 4))
+    for n in range(N):
+        for c in range(C):
+            rgba = np.array(cmap(int(ids[n, c, 0, 0]) % 20))
+            tile = np.where(mask[n, c][..., None], rgba, 0.25 * rgba + 0.75)
+            tile[..., 3] = 1.0
+            r0, c0 = n * (H + gap), c * (W + gap)
+            canvas[r0:r0 + H, c0:c0 + W] = tile
+    fig, ax = plt.subplots(figsize=(1.0 + 0.9 * C, 0.8 + 0.9 * N))
+    ax.imshow(canvas, interpolation="nearest")
+    ax.set_xticks([c * (W + gap) + (W - 1) / 2 for c in range(C)])
+    ax.set_xticklabels([f"c={c}" for c in range(C)])
+    ax.set_yticks([n * (H + gap) + (H - 1) / 2 for n in range(N)])
+    ax.set_yticklabels([f"n={n}" for n in range(N)])
+    ax.tick_params(length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    ax.set_xlabel(f"channels C (each tile is one H×W = {H}×{W} feature map)")
+    ax.set_ylabel("samples N")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def norm_axes_explorer(shape: tuple[int, int, int, int] = (4, 6, 3, 3)) -> Explorer:
+    """Method, groups (GN) and the element (n, c) whose statistics set is highlighted.
+
+    ``result``: ``mask`` (from cnnlib, by experiment), ``count`` (elements per mean), ``sets``
+    (how many means the layer computes) and ``agrees`` (mask equals the definition).
+    """
+    N, C = shape[:2]
+    controls = {"method": dropdown(NORMS, "BatchNorm", "normalization"),
+                "groups": int_slider(2, 1, C, "groups G (GroupNorm)"),
+                "n": int_slider(0, 0, N - 1, "sample n"),
+                "c": int_slider(0, 0, C - 1, "channel c")}
+
+    def adapt(ctrl: dict) -> None:
+        ctrl["groups"].disabled = ctrl["method"].value != "GroupNorm"
+
+    def compute(method: str, groups: int, n: int, c: int) -> dict:
+        mask = stat_mask(method, shape, n, c, groups)
+        ids = _set_ids(method, shape, groups if method == "GroupNorm" else 1)
+        axes = {"BatchNorm": "(N, H, W)", "LayerNorm": "(C, H, W)",
+                "GroupNorm": f"(C/G = {C // groups} channels, H, W)"}[method]
+        return {"method": method, "groups": groups, "mask": mask, "ids": ids,
+                "count": int(mask.sum()), "sets": len(np.unique(ids)),
+                "agrees": bool(np.array_equal(
+                    mask, stat_mask_by_definition(method, shape, n, c, groups))),
+                "title": f"{method}: one mean over {axes} = {int(mask.sum())} values; "
+                         f"{len(np.unique(ids))} means in all"}
+
+    def draw(r: dict) -> Figure:
+        return plot_norm_axes(r["mask"], r["ids"], r["title"])
+
+    return Explorer(controls, compute, draw, adapt=adapt,
+                    rows=[["method", "groups"], ["n", "c"]])
+
+
+# --------------------------------------------------------------------------- 5. batch size 2
+
+
+def small_batch(batch_size: int = 2, trials: int = 40, groups: int = 3, seed: int = 0) -> dict:
+    """Normalize the same image (crop 0) together with ``trials`` random sets of partners.
+
+    Returns, per trial, the mean of crop 0's normalized red channel under BatchNorm (which
+    depends on the partners) and under GroupNorm (which does not), and crop 0's BN outputs
+    for the first three trials.
+    """
+    crops = photo_batch(65, seed=seed + 2)
+    target, others = crops[:1], crops[1:]
+    rng = np.random.default_rng(seed)
+    C = crops.shape[1]
+    gamma, beta = np.ones(C), np.zeros(C)
+    bn_means, gn_means, examples = [], [], []
+    for _ in range(trials):
+        partners = others[rng.choice(len(others), batch_size - 1, replace=False)]
+        batch = np.concatenate([target, partners])
+        bn_out = norm.batch_norm_forward(batch, gamma, beta)[0][0]
+        gn_out = norm.group_norm_forward(batch, gamma, beta, groups)[0][0]
+        bn_means.append(bn_out[0].mean())
+        gn_means.append(gn_out[0].mean())
+        if len(examples) < 3:
+            examples.append(bn_out[0])
+    gn_alone = norm.group_norm_forward(target, gamma, beta, groups)[0][0]
+    return {"batch_size": batch_size, "bn_means": np.array(bn_means),
+            "gn_means": np.array(gn_means), "bn_examples": examples, "gn_example": gn_alone[0],
+            "target": target[0], "bn_spread": float(np.std(bn_means)),
+            "gn_spread": float(np.std(gn_means))}
+
+
+def plot_small_batch(r: dict) -> Figure:
+    """Crop 0, its BN output with three different partners, its GN output, and the spread."""
+    fig, axes = plt.subplots(1, 6, figsize=(15, 2.9),
+                             gridspec_kw={"width_ratios": [1, 1, 1, 1, 1, 1.6]})
+    axes[0].imshow(np.clip(r["target"].transpose(1, 2, 0), 0, 1))
+    axes[0].set_title("crop 0", fontsize=9)
+    vmax = max(float(np.abs(e).max()) for e in [*r["bn_examples"], r["gn_example"]])
+    for k, e in enumerate(r["bn_examples"]):
+        axes[1 + k].imshow(e, cmap="RdBu_r", vmin=-vmax, vmax=vmax)
+        axes[1 + k].set_title(f"BN, partners #{k + 1}\nmean {e.mean():+.2f}", fontsize=9)
+    axes[4].imshow(r["gn_example"], cmap="RdBu_r", vmin=-vmax, vmax=vmax)
+    axes[4].set_title(f"GN, any partners\nmean {r['gn_example'].mean():+.2f}", fontsize=9)
+    for ax in axes[:5]:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    ax = axes[5]
+    ax.plot(r["bn_means"], "o", ms=3, label=f"BN (std {r['bn_spread']:.2f})")
+    ax.plot(r["gn_means"], "s", ms=3, label=f"GN (std {r['gn_spread']:.1e})")
+    ax.set_xlabel("trial (new random partners)")
+    ax.set_ylabel("mean of crop 0's output (R)")
+    ax.set_title(f"batch size {r['batch_size']}", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def small_batch_explorer() -> Explorer:
+    """A batch-size slider: how much crop 0's BN output depends on its partners, vs. GN."""
+    controls = {"batch_size": int_slider(2, 2, 64, "batch size")}
+    return Explorer(controls, small_batch, plot_small_batch)
+
+
+# --------------------------------------------------------------------------- 6. experiment
+
+
+def small_cnn(batch_norm: bool, seed: int = 0) -> layers.Sequential:
+    """Conv(3→8) [BN] ReLU MaxPool, Conv(8→16) [BN] ReLU MaxPool, Flatten, Linear(256→5).
+
+    For 16×16 inputs. The same seed gives the same convolution and linear weights with and
+    without BN.
+    """
+    rng = np.random.default_rng(seed)
+    stack: list[layers.Layer] = []
+    c_in = 3
+    for c_out in (8, 16):
+        stack.append(layers.Conv2d(c_in, c_out, 3, padding=1, rng=rng))
+        if batch_norm:
+            stack.append(layers.BatchNorm2d(c_out))
+        stack += [layers.ReLU(), layers.MaxPool2d(2)]
+        c_in = c_out
+    stack += [layers.Flatten(), layers.Linear(16 * 4 * 4, 5, rng=rng)]
+    return layers.Sequential(*stack)
+
+
+def bn_experiment(lrs: tuple[float, ...] = (0.01, 0.2), steps: int = 200, batch_size: int = 32,
+                  seed: int = 0) -> dict:
+    """Train ``small_cnn`` with and without BN on 512 synthetic 16×16 shapes (5 classes).
+
+    SGD with momentum 0.9, the same weights, batches and learning rate for both models.
+    Returns ``{(lr, with_bn): losses (steps,)}``; ln 5 ≈ 1.61 is the loss of a random guess.
+    """
+    images, labels = make_shapes(512, size=16, seed=seed)
+    histories = {}
+    for lr in lrs:
+        for with_bn in (False, True):
+            model = small_cnn(with_bn, seed)
+            opt = SGD(model, lr=lr, momentum=0.9)
+            rng = np.random.default_rng(seed + 1)
+            losses = np.empty(steps)
+            for t in range(steps):
+                idx = rng.integers(0, len(images), batch_size)
+                loss, dlogits = softmax_cross_entropy(model.forward(images[idx]), labels[idx])
+                model.backward(dlogits)
+                opt.step()
+                losses[t] = loss
+            histories[(lr, with_bn)] = losses
+    return histories
+
+
+def smooth(values: np.ndarray, window: int = 10) -> np.ndarray:
+    """Moving average over ``window`` steps (shorter at the start), same length as values."""
+    cumsum = np.cumsum(np.insert(np.asarray(values, np.float64), 0, 0.0))
+    k = np.arange(1, len(values) + 1)
+    lo = np.maximum(k - window, 0)
+    return (cumsum[k] - cumsum[lo]) / (k - lo)
+
+
+def plot_bn_experiment(histories: dict) -> Figure:
+    """One panel per learning rate: smoothed loss with and without BN."""
+    lrs = sorted({lr for lr, _ in histories})
+    fig, axes = plt.subplots(1, len(lrs), figsize=(5.5 * len(lrs), 3.4), squeeze=False)
+    for ax, lr in zip(axes[0], lrs, strict=True):
+        for with_bn, colour in ((False, "tab:gray"), (True, "tab:blue")):
+            losses = histories[(lr, with_bn)]
+            ax.plot(losses, color=colour, alpha=0.25, lw=0.8)
+            ax.plot(smooth(losses), color=colour, lw=2,
+                    label=("with BN" if with_bn else "without BN") +
+                    f" (last 20: {losses[-20:].mean():.2f})")
+        ax.axhline(np.log(5), color="k", ls=":", lw=1, label="ln 5 (random guess)")
+        ax.set_title(f"SGD lr = {lr:g}, momentum 0.9", fontsize=10)
+        ax.set_xlabel("step")
+        ax.set_ylabel("training loss")
+        ax.set_ylim(0, 2.6)
+        ax.legend(fontsize=8)
+        ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- exercises
+
+EXERCISE_X = np.array([2.0, 4.0, 6.0, 8.0])  # one channel's values in a mini-batch
+
+
+def check_bn_by_hand(answer: object) -> Feedback:
+    """Exercise 1: (μ, σ², x̂) of ``EXERCISE_X`` with ε = 0 (σ² biased, divide by 4)."""
+    if is_placeholder(answer):
+        return feedback(None)
+    mu, var = EXERCISE_X.mean(), EXERCISE_X.var()
+    x_hat = (EXERCISE_X - mu) / np.sqrt(var)
+    try:
+        got_mu, got_var, got_hat = answer  # type: ignore[misc]
+        got_mu, got_var = float(got_mu), float(got_var)
+        got_hat = np.asarray(got_hat, dtype=np.float64)
+    except (TypeError, ValueError):
+        return feedback(False, "(mu, var, x_hat) の 3 つを組にして答えてください。")
+    if not np.isclose(got_mu, mu):
+        return feedback(False, f"mu が違います（{got_mu:g}）。4 つの値の平均です。")
+    if np.isclose(got_var, EXERCISE_X.var(ddof=1)):
+        return feedback(False, "それは N − 1 で割った分散です。BN は N で割ります（biased）。")
+    if not np.isclose(got_var, var):
+        return feedback(False, f"var が違います（{got_var:g}）。(x − mu)² の平均です。")
+    if got_hat.shape != x_hat.shape or not np.allclose(got_hat, x_hat, atol=1e-3):
+        return feedback(False, "x_hat が違います。(x − mu) / sqrt(var) を 4 つとも計算しましょう。")
+    return feedback(True, f"mu = {mu:g}, var = {var:g}, x_hat ≈ {np.round(x_hat, 3)}")
+
+
+def check_batch_norm(fn: Callable) -> Feedback:
+    """Exercise 2: ``fn(x, gamma, beta, eps)`` = training-mode batch norm, vs. cnnlib's."""
+    if is_placeholder(fn):
+        return feedback(None)
+    if not callable(fn):
+        return feedback(False, "関数 my_batch_norm(x, gamma, beta, eps) を渡してください。")
+    rng = np.random.default_rng(3)
+    for shape in ((4, 3, 5, 5), (2, 2, 3, 4), (1, 4, 6, 6)):
+        x = rng.normal(2.0, 3.0, shape)
+        gamma, beta = rng.standard_normal(shape[1]), rng.standard_normal(shape[1])
+        want = norm.batch_norm_forward(x, gamma, beta, 1e-5)[0]
+        try:
+            got = fn(x.copy(), gamma.copy(), beta.copy(), 1e-5)
+        except Exception as exc:  # the student's code: report, do not crash the notebook
+            return feedback(False, f"実行中にエラー: {type(exc).__name__}: {exc}")
+        if got is None:
+            return feedback(None)
+        got = np.asarray(got, dtype=np.float64)
+        if got.shape != want.shape:
+            return feedback(False, f"出力の形は x と同じ {shape} のはずですが {got.shape} でした。")
+        if not np.allclose(got, want, rtol=1e-6, atol=1e-8):
+            return feedback(False, f"形 {shape} で値が一致しません。平均と分散を取る軸は"
+                                   "チャネルごとに (N, H, W)、つまり axis=(0, 2, 3) です。")
+    return feedback(True, "チャネルごとに (N, H, W) で平均と分散を取り、γ, β で戻します。")
+
+
+def check_gn_count(answer: object) -> Feedback:
+    """Exercise 3: how many values share one mean in GroupNorm with N=8, C=32, H=W=16, G=4."""
+    if is_placeholder(answer):
+        return feedback(None)
+    try:
+        value = int(answer)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return feedback(False, "整数で答えてください。")
+    want = (32 // 4) * 16 * 16
+    if value == want:
+        return feedback(True, f"C/G·H·W = 8·16·16 = {want}。N には依存しません。")
+    if value == 8 * want:
+        return feedback(False, "GroupNorm はサンプルごとに正規化します。N を掛ける必要は？")
+    if value == 8 * 16 * 16:
+        return feedback(False, "それは BatchNorm の 1 チャネル分 (N·H·W) です。")
+    return feedback(False, "1 つのグループには C/G 枚の H×W の特徴マップがあります。")
+
+
+def check_batch_of_two(answer: object) -> Feedback:
+    """Exercise 4 (explain): BN in training mode on N = 2 samples with H = W = 1.
+
+    Every normalized value is ±1 (up to ε) whatever the inputs are: answer ``"c"``.
+    """
+    if is_placeholder(answer):
+        return feedback(None)
+    choice = str(answer).strip().lower()
+    if choice == "c":
+        return feedback(True, "2 つの値 a, b では mu = (a+b)/2、sigma = |a−b|/2 なので "
+                              "x_hat = ±1。入力の大きさの情報が消えます。")
+    if choice in ("a", "b"):
+        return feedback(False, "x_hat = (a − mu)/sigma を a, b で書いてみましょう。"
+                               "mu = (a+b)/2、sigma = |a − b|/2 です。")
+    return feedback(False, '"a"、"b"、"c" のどれかで答えてください。')
+
+
+__all__ = [
+    "CHANNELS",
+    "EXERCISE_X",
+    "NORMS",
+    "bn_experiment",
+    "bn_explorer",
+    "bn_steps",
+    "check_batch_norm",
+    "check_batch_of_two",
+    "check_bn_by_hand",
+    "check_gn_count",
+    "norm_axes_explorer",
+    "photo_batch",
+    "plot_bn_experiment",
+    "plot_bn_histograms",
+    "plot_norm_axes",
+    "plot_running_stats",
+    "plot_small_batch",
+    "running_stats",
+    "running_stats_explorer",
+    "small_batch",
+    "small_batch_explorer",
+    "small_cnn",
+    "smooth",
+    "stat_mask",
+    "stat_mask_by_definition",
+]

@@ -1,0 +1,437 @@
+"""Figures and exercise checks for notebook 06 (lecture 八, the typical CNN pipeline).
+
+* ``show_shape_trace(model, input_shape)``: the network as a row of blocks, with the shape and
+  parameter count after every layer (input → conv → pool → … → FC → softmax).
+* ``LivePlot``: a ``fit`` callback that redraws loss and accuracy curves while training;
+  ``plot_history(history)`` draws the same figure once.
+* ``show_confusion``, ``show_confused_examples``, ``show_predictions``: what the model gets
+  wrong and how sure it is.
+* ``show_filters``, ``feature_maps_by_depth``, ``show_feature_maps_by_depth``: what the layers
+  learned, from edges in the first layer to larger shapes deeper down.
+* ``check_…``: the notebook's exercises.
+The maths is in ``cnnlib.train`` and the layers; this module only draws.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.patches import FancyBboxPatch
+
+from cnnlib import viz
+from cnnlib.layers import (
+    BatchNorm2d,
+    Conv2d,
+    Flatten,
+    Layer,
+    Linear,
+    MaxPool2d,
+    ReLU,
+    Sequential,
+)
+from cnnlib.losses import softmax_cross_entropy
+from cnnlib.optim import SGD
+from cnnlib.train import History, shape_trace
+from cnnlib.widgets._base import Feedback, feedback, is_placeholder
+
+BLOCK_COLOURS = {"Conv2d": "#4C72B0", "MaxPool2d": "#DD8452", "AvgPool2d": "#DD8452",
+                 "BatchNorm2d": "#8172B3", "Linear": "#55A868", "Flatten": "#937860",
+                 "softmax": "#C44E52", "input": "#8C8C8C"}  # activations: default grey
+
+
+def _short_name(layer: Layer) -> str:
+    """A two-line label such as ``"Conv2d\\n3×3, 16"``."""
+    name = type(layer).__name__
+    if isinstance(layer, Conv2d):
+        kh, kw = layer.kernel_size
+        return f"{name}\n{kh}×{kw}, {layer.out_channels}"
+    if isinstance(layer, MaxPool2d):
+        kh, kw = layer.kernel_size
+        return f"{name}\n{kh}×{kw}"
+    if isinstance(layer, Linear):
+        return f"{name}\n→ {layer.out_features}"
+    return name
+
+
+def _shape_text(shape: tuple) -> str:
+    return "×".join(str(s) for s in shape)
+
+
+def show_shape_trace(model: Sequential, input_shape: Sequence[int]) -> Figure:
+    """The model as a row of blocks: layer type, output shape (C×H×W, per sample) and parameter
+    count under each, ending with the softmax that turns the logits into probabilities."""
+    rows = shape_trace(model, input_shape)
+    names = ["input"] + [_short_name(layer) for layer in model.layers] + ["softmax"]
+    kinds = ["input"] + [type(layer).__name__ for layer in model.layers] + ["softmax"]
+    shapes = [shape for _, shape, _ in rows] + [rows[-1][1]]
+    counts = [count for _, _, count in rows] + [0]
+    n = len(names)
+    fig, ax = plt.subplots(figsize=(1.25 * n + 0.5, 2.9))
+    for k, (name, kind, shape, count) in enumerate(zip(names, kinds, shapes, counts,
+                                                       strict=True)):
+        colour = BLOCK_COLOURS.get(kind, "#A0A0A0")
+        ax.add_patch(FancyBboxPatch((k + 0.08, 0.35), 0.84, 0.9, boxstyle="round,pad=0.02",
+                                    facecolor=colour, edgecolor="none", alpha=0.9))
+        ax.text(k + 0.5, 0.8, name, ha="center", va="center", fontsize=8, color="white")
+        ax.text(k + 0.5, 0.12, _shape_text(shape), ha="center", va="center", fontsize=8)
+        ax.text(k + 0.5, -0.18, f"{count:,}" if count else "–", ha="center", va="center",
+                fontsize=8, color="0.35")
+        if k < n - 1:
+            ax.annotate("", xy=(k + 1.08, 0.8), xytext=(k + 0.92, 0.8),
+                        arrowprops={"arrowstyle": "->", "color": "0.3"})
+    ax.text(-0.05, 0.12, "shape", ha="right", va="center", fontsize=8)
+    ax.text(-0.05, -0.18, "params", ha="right", va="center", fontsize=8, color="0.35")
+    total = sum(counts)
+    ax.set_title(f"shape trace (C×H×W per sample; the lecture writes H×W×C) — "
+                 f"{total:,} parameters", fontsize=10)
+    ax.set_xlim(-0.7, n)
+    ax.set_ylim(-0.35, 1.35)
+    ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- training curves
+
+
+def _draw_history(axes: Sequence[plt.Axes], history: History, epochs: int | None) -> None:
+    ax_loss, ax_acc = axes
+    for ax in axes:
+        ax.clear()
+        ax.grid(alpha=0.3)
+        ax.set_xlabel("epoch")
+    done = np.arange(1, history.epochs + 1)
+    ax_loss.plot(history.step_t, history.step_loss, color="C0", alpha=0.5, lw=1,
+                 label="train (recent batches)")
+    ax_loss.plot(done, history.test_loss, "o-", color="C1", label="test")
+    ax_acc.plot(history.step_t, history.step_acc, color="C0", alpha=0.5, lw=1,
+                label="train (recent batches)")
+    ax_acc.plot(done, history.test_acc, "o-", color="C1", label="test")
+    if history.epochs:
+        ax_acc.annotate(f"{history.test_acc[-1]:.3f}", (done[-1], history.test_acc[-1]),
+                        textcoords="offset points", xytext=(-10, -14), fontsize=9, color="C1")
+    ax_loss.set_ylabel("cross-entropy loss")
+    ax_acc.set_ylabel("accuracy")
+    if epochs:
+        for ax in axes:
+            ax.set_xlim(0, epochs + 0.05)
+    ax_loss.legend(fontsize=8)
+    ax_acc.legend(fontsize=8, loc="lower right")
+
+
+def plot_history(history: History, title: str | None = None) -> Figure:
+    """Loss and accuracy against epochs: train (every logged window) and test (per epoch)."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    _draw_history(axes, history, None)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+class LivePlot:
+    """A ``fit`` callback that redraws the loss and accuracy curves as training goes.
+
+    ``fit(..., callback=LivePlot(epochs), callback_every=50)``. In a notebook the figure is
+    shown once and updated in place; elsewhere it is only rendered (for tests). ``figure``
+    holds it and ``updates`` counts the redraws.
+    """
+
+    def __init__(self, epochs: int | None = None, title: str | None = None) -> None:
+        self.epochs, self.title = epochs, title
+        self.figure, self.axes = plt.subplots(1, 2, figsize=(10, 3.4))
+        plt.close(self.figure)  # shown through the display handle, not by the inline backend
+        self.updates = 0
+        self._handle = None
+
+    def __call__(self, epoch: int, history: History) -> None:
+        _draw_history(self.axes, history, self.epochs)
+        if self.title:
+            self.figure.suptitle(self.title)
+        self.figure.tight_layout()
+        self.updates += 1
+        if viz.in_notebook():
+            from IPython.display import display
+
+            if self._handle is None:
+                self._handle = display(self.figure, display_id=True)
+            else:
+                self._handle.update(self.figure)
+        else:
+            self.figure.canvas.draw()
+
+
+# --------------------------------------------------------------------------- errors and confidence
+
+
+def show_confusion(cm: np.ndarray, class_names: Sequence[str]) -> Figure:
+    """The confusion matrix as a heat map with the counts written in; rows are the true class,
+    columns the predicted one, so the diagonal holds the correct answers."""
+    cm = np.asarray(cm)
+    k = len(class_names)
+    if cm.shape != (k, k):
+        raise ValueError(f"cm has shape {cm.shape} but there are {k} class names")
+    fig, ax = plt.subplots(figsize=(0.55 * k + 2.6, 0.55 * k + 1.8))
+    im = ax.imshow(cm, cmap="Blues")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    for t in range(k):
+        for p in range(k):
+            ax.text(p, t, str(cm[t, p]), ha="center", va="center", fontsize=7,
+                    color="white" if cm[t, p] > cm.max() / 2 else "black")
+    ax.set_xticks(range(k), class_names, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(k), class_names, fontsize=8)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(f"confusion matrix (accuracy {np.trace(cm) / cm.sum():.3f})", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def show_confused_examples(images: np.ndarray, labels: np.ndarray, predictions: np.ndarray,
+                           pairs: Sequence[tuple[int, int, int]], class_names: Sequence[str],
+                           n: int = 6) -> Figure:
+    """One row per ``(true, predicted, count)`` pair: up to ``n`` test images of class
+    ``true`` that the model called ``predicted``. images (N, C, H, W)."""
+    if not pairs:
+        raise ValueError("no confused pairs to show (is the model perfect on this data?)")
+    fig, axes = plt.subplots(len(pairs), n, figsize=(1.3 * n + 1.6, 1.45 * len(pairs)),
+                             squeeze=False)
+    for row, (t, p, count) in enumerate(pairs):
+        picks = np.flatnonzero((labels == t) & (predictions == p))[:n]
+        for col in range(n):
+            ax = axes[row, col]
+            ax.axis("off")
+            if col < len(picks):
+                viz.show_image(images[picks[col]], ax=ax)
+        axes[row, 0].text(-0.15, 0.5, f"{class_names[t]}\n→ {class_names[p]}\n({count}×)",
+                          transform=axes[row, 0].transAxes, ha="right", va="center",
+                          fontsize=8)
+    fig.suptitle("most confused pairs: true → predicted", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def show_predictions(images: np.ndarray, probs: np.ndarray, labels: np.ndarray,
+                     class_names: Sequence[str]) -> Figure:
+    """Each image beside a bar chart of its softmax probabilities; the true class's bar is
+    green when it is also the most probable one, red otherwise. images (K, C, H, W), probs
+    (K, n_classes), labels (K,)."""
+    k = len(images)
+    if probs.shape != (k, len(class_names)) or len(labels) != k:
+        raise ValueError(f"expected probs of shape ({k}, {len(class_names)}) and {k} labels, "
+                         f"got {probs.shape} and {len(labels)}")
+    fig, axes = plt.subplots(k, 2, figsize=(6.4, 1.25 * k + 0.4), squeeze=False,
+                             gridspec_kw={"width_ratios": [1, 2.6]})
+    for row in range(k):
+        ax_img, ax_bar = axes[row]
+        viz.show_image(images[row], ax=ax_img)
+        colours = ["0.75"] * len(class_names)
+        guess = int(np.argmax(probs[row]))
+        colours[int(labels[row])] = "C2" if guess == labels[row] else "C3"
+        if guess != labels[row]:
+            colours[guess] = "C1"
+        ax_bar.barh(range(len(class_names)), probs[row], color=colours)
+        ax_bar.set_xlim(0, 1)
+        ax_bar.set_yticks(range(len(class_names)), class_names, fontsize=7)
+        ax_bar.invert_yaxis()
+        ax_bar.tick_params(axis="x", labelsize=7)
+        ax_bar.set_title(f"p({class_names[guess]}) = {probs[row, guess]:.2f}", fontsize=8)
+    axes[-1, 1].set_xlabel("softmax probability")
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- what was learned
+
+
+def show_filters(w: np.ndarray, title: str = "first-layer filters") -> Figure:
+    """Filters w (F, C, KH, KW) as small images: RGB (each filter rescaled to [0, 1]) when
+    C = 3, otherwise the first channel with a blue-white-red scale centred on 0."""
+    w = np.asarray(w, dtype=np.float64)
+    if w.ndim != 4:
+        raise ValueError(f"w must be (F, C, KH, KW), got shape {w.shape}")
+    f, c = w.shape[:2]
+    ncols = min(f, 8)
+    fig, axes = viz.image_grid(f, ncols, size=1.2, suptitle=title)
+    for k, ax in enumerate(axes):
+        if c == 3:
+            lo, hi = w[k].min(), w[k].max()
+            viz.show_image((w[k] - lo) / (hi - lo + 1e-12), ax=ax)
+        else:
+            v = float(np.abs(w[k, 0]).max()) or 1.0
+            viz.show_image(w[k, 0], ax=ax, cmap="RdBu_r", vmin=-v, vmax=v)
+        ax.set_title(f"{k}", fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def feature_maps_by_depth(model: Sequential, image: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """Run one image (C, H, W) through ``model`` in eval mode and keep the output of every
+    ReLU and pooling layer: a list of ``(label, maps (C_k, H_k, W_k))``, shallow to deep."""
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim != 3:
+        raise ValueError(f"image must be (C, H, W), got shape {image.shape}")
+    was_training = model.training
+    model.eval()
+    maps = []
+    try:
+        h = image[None]
+        for k, layer in enumerate(model.layers):
+            h = layer.forward(h)
+            if isinstance(layer, (ReLU, MaxPool2d)) and h.ndim == 4:
+                maps.append((f"{k}: {type(layer).__name__}", h[0]))
+    finally:
+        model.train(was_training)
+    return maps
+
+
+def show_feature_maps_by_depth(model: Sequential, image: np.ndarray, n_maps: int = 6) -> Figure:
+    """The image, then for each depth the ``n_maps`` most active feature maps (largest mean
+    activation) after each ReLU: small details in the first block, coarser parts later."""
+    depths = [(label, m) for label, m in feature_maps_by_depth(model, image) if "ReLU" in label]
+    rows = len(depths) + 1
+    fig, axes = plt.subplots(rows, n_maps, figsize=(1.5 * n_maps, 1.6 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    viz.show_image(image, "input", ax=axes[0, 0])
+    for row, (_, maps) in enumerate(depths, start=1):
+        strongest = np.argsort(-maps.mean(axis=(1, 2)), kind="stable")[:n_maps]
+        for col, ch in enumerate(strongest):
+            viz.show_image(maps[ch], f"ch {ch}", ax=axes[row, col], cmap="magma")
+        axes[row, 0].text(-0.2, 0.5, f"block {row}\n{_shape_text(maps.shape)}",
+                          transform=axes[row, 0].transAxes, ha="right", va="center", fontsize=8)
+    fig.suptitle("feature maps after each ReLU (brighter = stronger response)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- exercises
+
+
+def check_block_shape(answer: object) -> Feedback:
+    """演習 1: 32×32×3 → Conv2d(3, 8, 5) (stride 1, no padding) → MaxPool2d(2): shape (C, H, W)?"""
+    if is_placeholder(answer):
+        return feedback(None)
+    try:
+        got = tuple(int(v) for v in answer)
+    except (TypeError, ValueError):
+        return feedback(False, f"answer with a tuple (C, H, W), got {answer!r}")
+    if got == (8, 14, 14):
+        return feedback(True, "conv: 32 − 5 + 1 = 28, pool: 28 / 2 = 14, and 8 filters → 8 "
+                        "channels")
+    if got == (14, 14, 8):
+        return feedback(False, "the numbers are right; write them in the order (C, H, W)")
+    if got in ((8, 28, 28), (8, 16, 16)):
+        return feedback(False, "check each step: no padding means H − K + 1, then the pool "
+                        "halves it")
+    return feedback(False, "the channels come from the number of filters; H from "
+                    "(H + 2P − K) / S + 1, then the pool")
+
+
+def check_mlp_params(answer: object) -> Feedback:
+    """演習 2: the lecture's MLP: a flattened 32×32×3 image into 1000 neurons, weights + biases."""
+    if is_placeholder(answer):
+        return feedback(None)
+    weights = 32 * 32 * 3 * 1000
+    if answer == weights + 1000:
+        return feedback(True, f"3072·1000 + 1000 = {weights + 1000:,}: the lecture's "
+                        "\u201c300万\u201d plus one bias per neuron")
+    if answer == weights:
+        return feedback(False, "the weights are right (the lecture's 300万); add the biases")
+    return feedback(False, "flatten first: 32·32·3 = 3072 inputs, each connected to all 1000 "
+                    "neurons")
+
+
+def check_cnn_params(answer: object) -> Feedback:
+    """演習 3: parameters of ``make_cnn(3, 5, 32)`` (the shapes network), counted by hand."""
+    if is_placeholder(answer):
+        return feedback(None)
+    conv1, bn1 = 16 * (3 * 3 * 3 + 1), 2 * 16
+    conv2, bn2 = 32 * (3 * 3 * 16 + 1), 2 * 32
+    fc = 32 * 8 * 8 * 5 + 5
+    total = conv1 + bn1 + conv2 + bn2 + fc
+    if answer == total:
+        return feedback(True, f"{conv1} + {bn1} + {conv2} + {bn2} + {fc} = {total:,}; the "
+                        "Linear layer holds most of them")
+    if answer == total - bn1 - bn2:
+        return feedback(False, "BatchNorm2d learns gamma and beta per channel too")
+    return feedback(False, "per layer: conv F·(k·k·C + 1), BatchNorm 2·C, Linear "
+                    "D_out·(D_in + 1); summary(model, (3, 32, 32)) lets you check each one")
+
+
+def _reference_step(model: Sequential, optimizer: SGD, x: np.ndarray, y: np.ndarray) -> float:
+    logits = model.forward(x)
+    loss, dlogits = softmax_cross_entropy(logits, y)
+    model.backward(dlogits)
+    optimizer.step()
+    return float(loss)
+
+
+def check_train_step(fn: Callable) -> Feedback:
+    """演習 4: ``fn(model, optimizer, x, y) -> loss``: one SGD step on one batch."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(8, 1, 6, 6)).astype(np.float32)
+    y = rng.integers(0, 3, size=8)
+
+    def tiny() -> tuple[Sequential, SGD]:
+        r = np.random.default_rng(0)
+        model = Sequential(Conv2d(1, 2, 3, rng=r), BatchNorm2d(2), ReLU(), MaxPool2d(2),
+                           Flatten(), Linear(8, 3, rng=r))
+        return model, SGD(model, lr=0.1, momentum=0.9)
+
+    mine, my_opt = tiny()
+    ref, ref_opt = tiny()
+    for step in range(2):  # two steps, so that momentum and the BatchNorm caches take part
+        before = {name: p.copy() for name, p in mine.params.items()}
+        got = fn(mine, my_opt, x, y)
+        if got is None:
+            return feedback(None)
+        expected = _reference_step(ref, ref_opt, x, y)
+        if not np.isclose(float(got), expected, rtol=1e-5):
+            return feedback(False, f"step {step + 1}: the loss should be {expected:.5f}, got "
+                            f"{float(got):.5f}; return the loss of the forward pass")
+        for name, p in ref.params.items():
+            if np.allclose(mine.params[name], p, rtol=1e-5, atol=1e-7):
+                continue
+            if np.array_equal(mine.params[name], before[name]):
+                return feedback(False, f"parameter {name} did not change: call "
+                                "model.backward(dlogits) and then optimizer.step()")
+            return feedback(False, f"parameter {name} differs after step {step + 1}: use the "
+                            "dlogits that softmax_cross_entropy returns, once per step")
+    return feedback(True, "forward → loss → backward → step, the same as cnnlib.train.fit")
+
+
+def check_deep_maps(answer: object) -> Feedback:
+    """演習 5 (explain): why do deeper feature maps respond to larger parts? "a", "b" or "c"."""
+    if is_placeholder(answer):
+        return feedback(None)
+    choice = str(answer).strip().lower()
+    if choice == "b":
+        return feedback(True, "after a 3×3 conv, a 2×2 pool and another 3×3 conv, one value "
+                        "sees a 8×8 patch of the input (its receptive field), and it combines "
+                        "the edge maps of the first block")
+    if choice in ("a", "c"):
+        return feedback(False, "compare the input patch that one pixel of block 2 depends on "
+                        "with that of block 1")
+    return feedback(False, 'answer with one letter: "a", "b" or "c"')
+
+
+__all__ = [
+    "LivePlot",
+    "check_block_shape",
+    "check_cnn_params",
+    "check_deep_maps",
+    "check_mlp_params",
+    "check_train_step",
+    "feature_maps_by_depth",
+    "plot_history",
+    "show_confused_examples",
+    "show_confusion",
+    "show_feature_maps_by_depth",
+    "show_filters",
+    "show_predictions",
+    "show_shape_trace",
+]

@@ -1,0 +1,416 @@
+"""Timers, figures and exercise checks for notebook 07 (speed with Numba).
+
+* ``conv_problem``, ``conv_macs``: a convolution's inputs and its multiply-add count.
+* ``time_call``, ``first_and_second_call``: wall-clock timing (median of repeats; JIT vs cached).
+* ``Timing``, ``speed_table``, ``plot_speed``: the comparison table and its log-scale bar chart.
+* ``cache_demo``: a ``cache=True`` function compiled in one process and loaded in the next.
+* ``relative_error``, ``race_errors``, ``plot_race_errors``: the racy-kernel experiment.
+* ``layer_times``, ``plot_layer_times``: where one training step spends its time.
+* ``check_…``: the notebook's exercises.
+Everything here measures or draws; the kernels being measured are in the notebook or in cnnlib.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+
+from cnnlib.conv import conv_output_size
+from cnnlib.layers import Sequential
+from cnnlib.losses import softmax_cross_entropy
+from cnnlib.train import is_small
+from cnnlib.viz import show_table
+from cnnlib.widgets._base import Feedback, feedback, is_placeholder
+
+__all__ = [
+    "Timing",
+    "cache_demo",
+    "check_conv_macs",
+    "check_db_kernel",
+    "check_float32_rounding",
+    "check_safe_prange",
+    "conv_macs",
+    "conv_problem",
+    "first_and_second_call",
+    "is_small",
+    "layer_times",
+    "plot_layer_times",
+    "plot_race_errors",
+    "plot_speed",
+    "race_errors",
+    "relative_error",
+    "speed_table",
+    "time_call",
+]
+
+# ------------------------------------------------------------------------------ problems, timing
+
+
+def conv_problem(n: int, c: int, size: int, f: int, k: int, dtype: type = np.float32,
+                 seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Random ``x`` (n, c, size, size), He-scaled ``w`` (f, c, k, k) and ``b`` (f,) in ``dtype``."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, size, size)).astype(dtype)
+    w = (rng.standard_normal((f, c, k, k)) * np.sqrt(2 / (c * k * k))).astype(dtype)
+    b = rng.standard_normal(f).astype(dtype) * dtype(0.1)
+    return x, w, b
+
+
+def conv_macs(x_shape: Sequence[int], w_shape: Sequence[int], padding: int = 0,
+              stride: int = 1) -> int:
+    """Multiply-adds of one convolution forward pass: N·F·H_out·W_out·C·KH·KW."""
+    n, c, h, w = x_shape
+    f, c_w, kh, kw = w_shape
+    if c != c_w:
+        raise ValueError(f"x has {c} channels but w expects {c_w}")
+    h_out = conv_output_size(h, kh, stride, padding)
+    w_out = conv_output_size(w, kw, stride, padding)
+    return n * f * h_out * w_out * c * kh * kw
+
+
+def time_call(fn: Callable, *args: object, repeat: int = 5) -> float:
+    """Median wall time in seconds of ``repeat`` calls ``fn(*args)``.
+
+    Call ``fn`` once before (compilation is not part of a kernel's speed); the median ignores
+    the odd slow call caused by other programs on the machine.
+    """
+    if repeat < 1:
+        raise ValueError(f"repeat must be at least 1, got {repeat}")
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn(*args)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def first_and_second_call(fn: Callable, *args: object) -> tuple[float, float]:
+    """Seconds taken by the first call (for a fresh ``njit`` function: compile + run) and by the
+    second call (run only)."""
+    start = time.perf_counter()
+    fn(*args)
+    first = time.perf_counter() - start
+    start = time.perf_counter()
+    fn(*args)
+    return first, time.perf_counter() - start
+
+
+class Timing(NamedTuple):
+    """One row of the comparison: a method, its time on the problem, and how it was measured."""
+
+    name: str
+    seconds: float
+    macs: int
+    note: str = ""
+
+
+def speed_table(rows: Sequence[Timing], baseline: str | None = None) -> str:
+    """Show each method's time, multiply-adds per second and speed-up over ``baseline`` (default:
+    the first row). Returns the text form of the table."""
+    if not rows:
+        raise ValueError("speed_table needs at least one Timing row")
+    base = next((r for r in rows if r.name == baseline), None) if baseline else rows[0]
+    if base is None:
+        raise ValueError(f"no row is called {baseline!r}; rows: {[r.name for r in rows]}")
+    table = [
+        [r.name, _ms(r.seconds), r.macs / r.seconds / 1e9, f"{base.seconds / r.seconds:,.1f}×",
+         r.note]
+        for r in rows
+    ]
+    headers = ["method", "time", "GMAC/s", f"vs {base.name}", "note"]
+    return show_table(table, headers)
+
+
+def _ms(seconds: float) -> str:
+    if seconds >= 1:
+        return f"{seconds:.2f} s"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.2f} ms"
+    return f"{seconds * 1e6:.0f} µs"
+
+
+def plot_speed(rows: Sequence[Timing], title: str = "Same convolution, five ways") -> Figure:
+    """Horizontal bars of each method's time on a logarithmic axis (fastest at the bottom)."""
+    if not rows:
+        raise ValueError("plot_speed needs at least one Timing row")
+    fig, ax = plt.subplots(figsize=(7.5, 0.55 * len(rows) + 1.2))
+    names = [r.name for r in rows]
+    seconds = np.array([r.seconds for r in rows])
+    colors = plt.cm.viridis(np.linspace(0.15, 0.85, len(rows)))
+    ax.barh(names, seconds, color=colors)
+    ax.set_xscale("log")
+    ax.invert_yaxis()
+    ax.set_xlabel("time per call (s, log scale)")
+    ax.set_title(title)
+    for k, s in enumerate(seconds):
+        ax.text(s * 1.1, k, _ms(s), va="center", fontsize=9)
+    ax.set_xlim(seconds.min() / 3, seconds.max() * 8)
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------------------- the on-disk cache
+
+_CACHE_SCRIPT = '''
+import time
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True)
+def first(v):  # the first Numba call of a process also sets up Numba itself: not timed below
+    return v[0]
+
+
+@njit(cache=True)
+def conv(xp, w, out):
+    N, C, Hp, Wp = xp.shape
+    F, _, K, _ = w.shape
+    for n in range(N):
+        for f in range(F):
+            for i in range(out.shape[2]):
+                for j in range(out.shape[3]):
+                    y = out.dtype.type(0)
+                    for c in range(C):
+                        for m in range(K):
+                            for q in range(K):
+                                y += xp[n, c, i + m, j + q] * w[f, c, m, q]
+                    out[n, f, i, j] = y
+
+
+first(np.ones(1))
+xp, w, out = np.ones((1, 1, 5, 5)), np.ones((1, 1, 3, 3)), np.empty((1, 1, 3, 3))
+start = time.perf_counter()
+conv(xp, w, out)
+print(time.perf_counter() - start)
+'''
+
+
+def cache_demo() -> dict[str, object]:
+    """Run a convolution loop declared ``@njit(cache=True)`` in two new Python processes in a row.
+
+    Both use one fresh, empty ``NUMBA_CACHE_DIR``: the first process compiles and writes the
+    machine code there, the second finds it and only loads it. Returns the time of the loop's
+    first call in each process (``"first_process"``, ``"second_process"``, seconds; Numba's own
+    set-up is done before) and the names of the files the cache holds (``"files"``).
+    """
+    with tempfile.TemporaryDirectory(prefix="cnnlib-cache-demo-") as tmp:
+        script = Path(tmp) / "cached_sum.py"
+        script.write_text(_CACHE_SCRIPT)
+        env = {**os.environ, "NUMBA_CACHE_DIR": str(Path(tmp) / "cache")}
+        times = []
+        for _ in range(2):
+            result = subprocess.run([sys.executable, str(script)], env=env, capture_output=True,
+                                    text=True, check=True)
+            times.append(float(result.stdout.strip().splitlines()[-1]))
+        files = sorted(p.name for p in (Path(tmp) / "cache").rglob("*") if p.is_file())
+    return {"first_process": times[0], "second_process": times[1], "files": files}
+
+
+# ------------------------------------------------------------------------------------- races
+
+
+def relative_error(got: np.ndarray, expected: np.ndarray) -> float:
+    """max |got − expected| / max |expected|: 1e-7 is float32 rounding, 1e-1 is a wrong answer."""
+    got, expected = np.asarray(got, np.float64), np.asarray(expected, np.float64)
+    return float(np.abs(got - expected).max() / np.abs(expected).max())
+
+
+def race_errors(dw_kernel: Callable, x: np.ndarray, dout: np.ndarray, dw_expected: np.ndarray,
+                runs: int = 5) -> list[float]:
+    """Run ``dw_kernel(x, dout, dw)`` ``runs`` times on a zeroed ``dw``; the relative error of
+    each run against ``dw_expected``."""
+    errors = []
+    for _ in range(runs):
+        dw = np.zeros(dw_expected.shape, x.dtype)
+        dw_kernel(x, dout, dw)
+        errors.append(relative_error(dw, dw_expected))
+    return errors
+
+
+def plot_race_errors(errors: dict[str, Sequence[float]], rounding: float = 1e-4) -> Figure:
+    """The relative error of every run of each kernel, on a log axis, with a dashed line at the
+    ``rounding`` level of a long float32 sum (~√M·6e-8 for M terms): points far above it are
+    wrong answers, not rounding."""
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    for k, (name, errs) in enumerate(errors.items()):
+        errs = np.maximum(np.asarray(errs, float), 1e-12)  # log axis: show an exact 0 at 1e-12
+        ax.plot(np.arange(1, errs.size + 1), errs, "o-", label=name, color=f"C{k}")
+    ax.axhline(rounding, color="gray", ls="--", lw=1)
+    ax.text(1, rounding * 1.5, "float32 rounding", color="gray", fontsize=9)
+    ax.set_yscale("log")
+    ax.set_xticks(np.arange(1, max(len(e) for e in errors.values()) + 1))
+    ax.set_xlabel("run")
+    ax.set_ylabel("relative error of dw")
+    ax.set_title("Same input, same code: a race gives different wrong answers")
+    ax.legend(loc="center right")
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------- a training step
+
+
+def layer_times(model: Sequential, x: np.ndarray, labels: np.ndarray,
+                repeat: int = 5) -> list[tuple[str, float, float]]:
+    """Median seconds of each layer's forward and backward in one training step.
+
+    Returns ``(name, forward, backward)`` per layer, then ``("loss", …, 0.0)``. The model runs
+    ``repeat`` steps (forward, loss, backward; no update, so the numbers do not drift).
+    """
+    if repeat < 1:
+        raise ValueError(f"repeat must be at least 1, got {repeat}")
+    k_layers = len(model.layers)
+    t = np.zeros((repeat, k_layers + 1, 2))
+    for r in range(repeat):
+        h = x
+        for k, layer in enumerate(model.layers):
+            start = time.perf_counter()
+            h = layer.forward(h)
+            t[r, k, 0] = time.perf_counter() - start
+        start = time.perf_counter()
+        _, dout = softmax_cross_entropy(h, labels)
+        t[r, k_layers, 0] = time.perf_counter() - start
+        for k in reversed(range(k_layers)):
+            start = time.perf_counter()
+            dout = model.layers[k].backward(dout)
+            t[r, k, 1] = time.perf_counter() - start
+    median = np.median(t, axis=0)
+    names = [f"{k} {type(layer).__name__}" for k, layer in enumerate(model.layers)] + ["loss"]
+    return [(name, float(f), float(b)) for name, (f, b) in zip(names, median, strict=True)]
+
+
+def plot_layer_times(rows: Sequence[tuple[str, float, float]],
+                     title: str = "Where one training step spends its time") -> Figure:
+    """Stacked horizontal bars (forward, backward) in milliseconds, one per layer."""
+    names = [r[0] for r in rows]
+    fwd = np.array([r[1] for r in rows]) * 1e3
+    bwd = np.array([r[2] for r in rows]) * 1e3
+    fig, ax = plt.subplots(figsize=(7, 0.38 * len(rows) + 1.3))
+    ax.barh(names, fwd, color="C0", label="forward")
+    ax.barh(names, bwd, left=fwd, color="C1", label="backward")
+    ax.invert_yaxis()
+    total = fwd.sum() + bwd.sum()
+    ax.set_xlabel(f"ms (total {total:.1f} ms per step)")
+    ax.set_title(title)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------------------- exercises
+
+LENET_CONV2 = {"x_shape": (64, 8, 14, 14), "w_shape": (16, 8, 5, 5), "padding": 2}
+
+
+def check_conv_macs(answer: object) -> Feedback:
+    """演習 1: multiply-adds of LeNet's second convolution (batch 64, 8 → 16 channels, 5×5,
+    padding 2 on 14×14)."""
+    if is_placeholder(answer):
+        return feedback(None)
+    expected = conv_macs(**LENET_CONV2)
+    try:
+        value = int(answer)
+    except (TypeError, ValueError):
+        return feedback(False, "answer with one whole number")
+    if value == expected:
+        return feedback(True, f"64·16·14·14·8·5·5 = {expected:,}: about 0.08 GFLOP (2 per MAC)")
+    if value == expected // 64:
+        return feedback(False, "that is one sample; the batch has 64")
+    if value == expected // 8:
+        return feedback(False, "each output sums over all 8 input channels as well")
+    if value == conv_macs((64, 8, 14, 14), (16, 8, 5, 5), padding=0):
+        return feedback(False, "with padding 2 the output stays 14×14 (not 10×10)")
+    return feedback(False, "count N·F·H_out·W_out (outputs) times C·K·K (products per output)")
+
+
+def check_safe_prange(answer: object) -> Feedback:
+    """演習 2 (explain): which loop may be the ``prange`` of the dw kernel? "a", "b" or "c"."""
+    if is_placeholder(answer):
+        return feedback(None)
+    choice = str(answer).strip().lower()
+    if choice == "b":
+        return feedback(True, "iteration f writes dw[f] only, so no two threads share an element")
+    if choice == "a":
+        return feedback(False, "every sample adds into every dw[f, c, m, q]: two threads "
+                        "read-modify-write the same element and one update is lost")
+    if choice == "c":
+        return feedback(False, "every output row i also adds into every element of dw")
+    return feedback(False, 'answer with one letter: "a", "b" or "c"')
+
+
+def check_db_kernel(fn: Callable) -> Feedback:
+    """演習 3 (implement): ``fn(dout, db)`` fills ``db[f] = Σ_n Σ_i Σ_j dout[n, f, i, j]``.
+
+    It runs once as plain Python (an untouched ``db`` means "not answered yet"), then compiled
+    with ``njit(parallel=True)`` and compared with NumPy on a few shapes.
+    """
+    from numba import njit
+    from numba.core.errors import NumbaPerformanceWarning
+
+    if not callable(fn):
+        return feedback(False, "pass the function itself: check_db_kernel(my_db_kernel)")
+    rng = np.random.default_rng(3)
+    db = np.full(3, np.nan)
+    try:
+        fn(rng.standard_normal((2, 3, 2, 2)), db)
+    except Exception as exc:  # the student's code, run as plain Python first
+        return feedback(False, f"running it as plain Python failed: {type(exc).__name__}: {exc}")
+    if np.isnan(db).all():
+        return feedback(None)
+    compiled = njit(parallel=True)(fn)
+    for shape in ((8, 5, 4, 3), (64, 16, 7, 7), (1, 1, 1, 1)):
+        dout = rng.standard_normal(shape)
+        db = np.full(shape[1], np.nan)
+        try:
+            with warnings.catch_warnings():  # no prange: said below, not as a warning
+                warnings.simplefilter("ignore", NumbaPerformanceWarning)
+                compiled(dout, db)
+        except Exception as exc:  # typing errors are raised on the first call
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            return feedback(False, f"Numba could not compile or run it: {first}")
+        expected = dout.sum(axis=(0, 2, 3))
+        if np.isnan(db).any():
+            return feedback(False, f"dout of shape {shape}: some db[f] were never written")
+        if not np.allclose(db, expected, rtol=1e-10, atol=1e-10):
+            return feedback(False, f"dout of shape {shape}: db differs from dout.sum(axis=(0, 2, "
+                            f"3)) by up to {np.abs(db - expected).max():.3g}")
+    if "prange" not in _source(fn):
+        return feedback(True, "right numbers, but without prange it runs on one thread")
+    return feedback(True, "each iteration of the prange over f owns db[f]: race-free")
+
+
+def _source(fn: Callable) -> str:
+    try:
+        return textwrap.dedent(inspect.getsource(fn))
+    except (OSError, TypeError):
+        return ""
+
+
+def check_float32_rounding(answer: object) -> Feedback:
+    """演習 4 (derive): the value of ``np.float32(1) + np.float32(1e-8)``."""
+    if is_placeholder(answer):
+        return feedback(None)
+    try:
+        value = float(answer)
+    except (TypeError, ValueError):
+        return feedback(False, "answer with a number")
+    expected = float(np.float32(1) + np.float32(1e-8))
+    if value == expected:
+        return feedback(True, "float32's spacing next to 1 is 2⁻²³ ≈ 1.2e-7, so 1e-8 rounds away")
+    if abs(value - (1 + 1e-8)) < 1e-12:
+        return feedback(False, "that would need about 9 significant digits; float32 keeps ~7")
+    return feedback(False, "think of float32's spacing between 1 and the next number, 2⁻²³")
