@@ -9,7 +9,7 @@ Two sets of kernels compute the same numbers:
   become matrix products, computed by plain Numba loops that vectorise (no BLAS), with the
   samples split between the threads.
 
-Layout is NCHW; filters are (F, C, KH, KW) as in PyTorch. Notebooks 02 and 05 teach this module.
+Layout is NCHW; filters are (F, C, KH, KW) as in PyTorch. Notebooks 01 and 05 teach this module.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def conv_output_size(
 
     ``out = (size + 2·padding − dilation·(kernel_size − 1) − 1) // stride + 1``; the rows that
     do not fit a whole stride are dropped. Raises ``ValueError`` when the kernel (as dilated)
-    is larger than the padded input. Notebook 02 plots this formula.
+    is larger than the padded input. Notebook 01 works through examples.
     """
     size = as_int(size, "size", 1)
     kernel_size = as_int(kernel_size, "kernel_size", 1)
@@ -95,7 +95,7 @@ def conv2d_forward(
     Integer images (e.g. uint8) are converted to float; out has the common float dtype.
     ``method="readable"`` runs the loop kernels below instead of im2col (same numbers up to
     rounding). The cache holds x (converted), w, the hyper-parameters and the method.
-    Notebook 02 teaches the forward pass, notebook 05 the backward pass.
+    Notebook 01 teaches the forward pass, notebook 05 the backward pass.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -126,7 +126,10 @@ def conv2d_forward(
         rows = min(H_out, max(1, 2**18 // (C * KH * KW * W_out * x.itemsize)))
         items = N * -(-H_out // rows)
         chunks = min(items, get_num_threads())  # the items are split into one chunk per thread
-        _fast_forward_kernel(x, w, b, sh, sw, ph, pw, dil_h, dil_w, rows, chunks, out)
+        _fast_forward_kernel(
+            x, w.reshape(F, -1), b, KH, KW, sh, sw, ph, pw, dil_h, dil_w, rows, chunks,
+            out.reshape(N, F, H_out * W_out), W_out,
+        )  # fmt: skip
     return out, Conv2dCache(x, w, *hyper, out.shape, method)
 
 
@@ -148,8 +151,8 @@ def _conv2d_forward_kernel(xp, w, b, sh, sw, dil_h, dil_w, out):
 
 
 def conv2d_backward(
-    dout: np.ndarray, cache: Conv2dCache
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    dout: np.ndarray, cache: Conv2dCache, *, need_dx: bool = True
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """Gradients of the convolution: ``(dx, dw, db)`` for ``dout = ∂L/∂out``.
 
     ``db[f] = Σ_n Σ_i Σ_j dout[n,f,i,j]``;
@@ -158,7 +161,9 @@ def conv2d_backward(
     ``dxp[n, c, i·sh + m·dil_h, j·sw + q·dil_w] += dout[n,f,i,j] · w[f,c,m,q]`` over f, i, j,
     m, q, with the padding cut off again (the "full" convolution of dout with the flipped w).
     dout (N, F, H_out, W_out) → dx (N, C, H, W), dw (F, C, KH, KW), db (F,), in the forward's
-    dtype. ``cache`` is the second value returned by ``conv2d_forward``. Notebook 05.
+    dtype. ``cache`` is the second value returned by ``conv2d_forward``. With
+    ``need_dx=False`` (a first layer, whose input needs no gradient) dx is skipped and None.
+    Notebook 05.
     """
     check_cache(cache, Conv2dCache, "conv2d")
     x, w = cache.x, cache.w
@@ -169,16 +174,24 @@ def conv2d_backward(
         dw, db = np.empty_like(w), np.empty(w.shape[0], x.dtype)
         xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
         _conv2d_dw_kernel(dout, xp, sh, sw, dil_h, dil_w, dw, db)
+        if not need_dx:
+            return None, dw, db
         dxp = np.zeros_like(xp)
         _conv2d_dx_kernel(dout, w, sh, sw, dil_h, dil_w, dxp)
         dx = np.ascontiguousarray(dxp[:, :, ph : ph + H, pw : pw + W])
         return dx, dw, db
-    chunks = min(x.shape[0], get_num_threads())  # one partial dw, db per thread
-    dx = np.empty_like(x)
-    dw_parts = np.empty((chunks, w.shape[0], w[0].size), x.dtype)
-    db_parts = np.empty((chunks, w.shape[0]), x.dtype)
-    _fast_backward_kernel(dout, x, w, sh, sw, ph, pw, dil_h, dil_w, dx, dw_parts, db_parts)
-    return dx, dw_parts.sum(axis=0).reshape(w.shape), db_parts.sum(axis=0)
+    N, F, H_out, W_out = dout.shape
+    chunks = min(N, get_num_threads())  # the samples are split into one chunk per thread
+    dx = np.empty_like(x) if need_dx else np.empty((0, *x.shape[1:]), x.dtype)
+    dw_parts = np.empty((chunks, F, w[0].size), x.dtype)  # one partial sum per chunk
+    db_parts = np.empty((chunks, F), x.dtype)
+    w2t = np.ascontiguousarray(w.reshape(F, -1).T)  # (C·KH·KW, F)
+    _fast_backward_kernel(
+        dout.reshape(N, F, H_out * W_out), W_out, x, w2t, *w.shape[2:], sh, sw, ph, pw,
+        dil_h, dil_w, need_dx, dx, dw_parts, db_parts,
+    )  # fmt: skip
+    dw, db = dw_parts.sum(axis=0).reshape(w.shape), db_parts.sum(axis=0)
+    return (dx if need_dx else None), dw, db
 
 
 @kernel
@@ -250,15 +263,13 @@ def _conv2d_dx_kernel(dout, w, sh, sw, dil_h, dil_w, dxp):
 
 
 @kernel
-def _fast_forward_kernel(x, w, b, sh, sw, ph, pw, dil_h, dil_w, rows, T, out):
+def _fast_forward_kernel(x, w2, b, KH, KW, sh, sw, ph, pw, dil_h, dil_w, rows, T, out, W_out):
     """out[n] = b + w2 @ cols_n with cols_n[k, p] = xp_n[offs[k] + base[p]], in blocks of rows."""
     N, C, H, W = x.shape
-    F, KH, KW = w.shape[0], w.shape[2], w.shape[3]
-    H_out, W_out = out.shape[2], out.shape[3]
-    Hp, Wp, K, P = H + 2 * ph, W + 2 * pw, C * KH * KW, H_out * W_out
+    F, K, P = w2.shape[0], w2.shape[1], out.shape[2]  # out is (N, F, H_out·W_out)
+    H_out, Hp, Wp = P // W_out, H + 2 * ph, W + 2 * pw
     offs = _taps(C, KH, KW, Hp, Wp, dil_h, dil_w)
     base_u = _windows(H_out, W_out, Wp, sh, sw).astype(np.uint64)
-    w2 = w.reshape(F, K)
     blocks = -(-H_out // rows)  # work item = (sample n, block of output rows)
     items = N * blocks
     for t in prange(T):  # chunk t owns the output rows of its items; the scratch is its own
@@ -279,18 +290,18 @@ def _fast_forward_kernel(x, w, b, sh, sw, ph, pw, dil_h, dil_w, rows, T, out):
             for f in range(F):
                 _fill(out_rows[f], b[f])
             _gemm(w2, cols, out_rows)  # (F, K) @ (K, rows·W_out)
-            out_n = out[n].reshape(F, P)
             for f in range(F):
-                _copy(out_rows[f, : (i1 - i0) * W_out], out_n[f, i0 * W_out : i1 * W_out])
+                _copy(out_rows[f, : (i1 - i0) * W_out], out[n, f, i0 * W_out : i1 * W_out])
 
 
 @kernel
-def _fast_backward_kernel(dout, x, w, sh, sw, ph, pw, dil_h, dil_w, dx, dw_parts, db_parts):
+def _fast_backward_kernel(
+    dout, W_out, x, w2t, KH, KW, sh, sw, ph, pw, dil_h, dil_w, need_dx, dx, dw_parts, db_parts
+):  # fmt: skip
     """Per sample: [dw | db] += dout_n @ [patches_n | 1] and dx_n = col2im(w2ᵀ @ dout_n)."""
-    N, F, H_out, W_out = dout.shape
+    N, F, P = dout.shape  # dout is (N, F, H_out·W_out), w2t is (C·KH·KW, F)
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
-    KH, KW = w.shape[2], w.shape[3]
-    Hp, Wp, K, P = H + 2 * ph, W + 2 * pw, C * KH * KW, H_out * W_out
+    H_out, Hp, Wp, K = P // W_out, H + 2 * ph, W + 2 * pw, w2t.shape[0]
     offs = _taps(C, KH, KW, Hp, Wp, dil_h, dil_w)
     base = _windows(H_out, W_out, Wp, sh, sw)
     wide = sh == 1 and sw == 1
@@ -298,7 +309,6 @@ def _fast_backward_kernel(dout, x, w, sh, sw, ph, pw, dil_h, dil_w, dx, dw_parts
     runs = dil_w == 1 and KW <= _RUN
     row_len = Wp if wide else W_out
     L = H_out * row_len
-    w2t = np.ascontiguousarray(w.reshape(F, K).T)
     zero = x.dtype.type(0)
     T = dw_parts.shape[0]
     for t in prange(T):  # chunk t owns dx[n] of its samples, dw_parts[t] and db_parts[t]
@@ -317,12 +327,15 @@ def _fast_backward_kernel(dout, x, w, sh, sw, ph, pw, dil_h, dil_w, dx, dw_parts
                 _gather_runs(xp, base, offs_u[::KW], KW, patches)
             else:
                 _gather(xp, base, offs_u, patches)
-            dout_n = dout[n].reshape(F, P)
-            _gemm(dout_n, patches, dw_db)  # (F, P) @ (P, K + _RUN + 1)
+            _gemm(dout[n], patches, dw_db)  # (F, P) @ (P, K + _RUN + 1)
+            if not need_dx:
+                continue
             for f in range(F):
                 for i in range(H_out):
-                    _copy(dout[n, f, i], dout_rows[f, i * row_len : i * row_len + W_out])
-            _fill(dcols.reshape(-1), zero)
+                    row = dout[n, f, i * W_out : (i + 1) * W_out]
+                    _copy(row, dout_rows[f, i * row_len : i * row_len + W_out])
+            for k in range(K):
+                _fill(dcols[k], zero)
             _gemm(w2t, dout_rows, dcols)  # (K, F) @ (F, L)
             _fill(dxp, zero)
             if wide:

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from numba_checks import float64_instructions
 from numpy.testing import assert_allclose, assert_array_equal
 
 from cnnlib import reference as ref
@@ -12,6 +13,10 @@ from cnnlib.conv import (
     _conv2d_forward_kernel,
     _fast_backward_kernel,
     _fast_forward_kernel,
+    _gather,
+    _gather_row_runs,
+    _gather_runs,
+    _gemm,
     conv2d_backward,
     conv2d_forward,
     conv_output_size,
@@ -113,6 +118,18 @@ def test_matches_reference(case, method):
 
 
 @pytest.mark.parametrize("method", METHODS)
+def test_need_dx_false_skips_dx_only(method):
+    x, w, b, dout = random_problem(*CASES["pairs"])
+    stride, padding, dilation = CASES["pairs"][7:]
+    _, cache = conv2d_forward(x, w, b, stride, padding, dilation, method=method)
+    dx, dw, db = conv2d_backward(dout, cache, need_dx=False)
+    _, dw_ref, db_ref = ref.conv2d_backward(dout, x, w, stride, padding, dilation)
+    assert dx is None
+    assert_allclose(dw, dw_ref, rtol=1e-12, atol=1e-12)
+    assert_allclose(db, db_ref, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("case", ["pad2-stride2-not-divisible", "dilation2", "pairs"])
 def test_numerical_gradients(case, method):
     stride, padding, dilation = CASES[case][7:]
@@ -186,15 +203,45 @@ def test_fast_kernels_match_their_serial_python(stride):
     x, w, b, dout = random_problem(3, 2, 6, 5, 3, 3, 2, stride, (1, 2), (1, 2))
     args = (*np.broadcast_to(stride, 2), 1, 2, 1, 2)  # sh, sw, ph, pw, dil_h, dil_w
     out, out_py = np.empty(dout.shape), np.empty(dout.shape)
-    _fast_forward_kernel(x, w, b, *args, 2, 2, out)  # blocks of 2 output rows, 2 chunks
-    _fast_forward_kernel.py_func(x, w, b, *args, 2, 2, out_py)
+    N, F, _, W_out = dout.shape
+    w2, d3 = w.reshape(F, -1), dout.reshape(N, F, -1)
+    args = (*w.shape[2:], *args)  # KH, KW, ...
+    blocks = (2, 2)  # blocks of 2 output rows, 2 chunks
+    _fast_forward_kernel(x, w2, b, *args, *blocks, out.reshape(N, F, -1), W_out)
+    _fast_forward_kernel.py_func(x, w2, b, *args, *blocks, out_py.reshape(N, F, -1), W_out)
     assert_allclose(out, out_py, rtol=1e-12, atol=1e-12)
     grads = np.empty_like(x), np.empty((2, 3, w[0].size)), np.empty((2, 3))
     grads_py = np.empty_like(x), np.empty((2, 3, w[0].size)), np.empty((2, 3))
-    _fast_backward_kernel(dout, x, w, *args, *grads)
-    _fast_backward_kernel.py_func(dout, x, w, *args, *grads_py)
+    w2t = np.ascontiguousarray(w2.T)
+    _fast_backward_kernel(d3, W_out, x, w2t, *args, True, *grads)
+    _fast_backward_kernel.py_func(d3, W_out, x, w2t, *args, True, *grads_py)
     for got, want in zip(grads, grads_py, strict=True):
         assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_float32_kernels_compute_in_float32():
+    """No float64 arithmetic in the LLVM IR of a fresh serial compile for float32 arrays."""
+    x, w, b, dout = (a.astype(np.float32) for a in random_problem(2, 2, 5, 5, 3, 3, 3, 1, 1, 1))
+    xp, dxp = np.ones((2, 2, 7, 7), np.float32), np.zeros((2, 2, 7, 7), np.float32)
+    hyper = (1, 1, 1, 1, 1, 1)  # sh, sw, ph, pw, dil_h, dil_w
+    w2, d3 = w.reshape(3, -1), dout.reshape(2, 3, -1)
+    taps, flat = np.arange(4, dtype=np.uint64), np.ones(64, np.float32)
+    cases = [
+        (_conv2d_forward_kernel, (xp, w, b, 1, 1, 1, 1, np.empty_like(dout))),
+        (_conv2d_dw_kernel, (dout, xp, 1, 1, 1, 1, np.empty_like(w), np.empty_like(b))),
+        (_conv2d_dx_kernel, (dout, w, 1, 1, 1, 1, dxp)),
+        (_fast_forward_kernel, (x, w2, b, 3, 3, *hyper, 2, 1, np.empty_like(d3), 5)),
+        (_fast_backward_kernel, (d3, 5, x, np.ascontiguousarray(w2.T), 3, 3, *hyper, True,
+                                 np.empty_like(x), np.empty((1, 3, 18), np.float32),
+                                 np.empty((1, 3), np.float32))),
+        (_gemm, (np.ones((5, 6), np.float32), np.ones((6, 16), np.float32),
+                 np.zeros((5, 16), np.float32))),
+        (_gather, (flat, np.arange(3), taps, np.empty((3, 4), np.float32))),
+        (_gather_runs, (flat, np.arange(3), taps, 3, np.empty((3, 32), np.float32))),
+        (_gather_row_runs, (flat, np.arange(3), 5, 2, 4, np.empty((3, 16), np.float32))),
+    ]  # fmt: skip
+    for kern, args in cases:
+        assert float64_instructions(kern.py_func, *args) == [], kern.__name__
 
 
 # ---- dtypes, conversions, NaN ----------------------------------------------------------------
