@@ -65,7 +65,7 @@ def conv_problem(n: int, c: int, size: int, f: int, k: int, dtype: type = np.flo
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, c, size, size)).astype(dtype)
     w = (rng.standard_normal((f, c, k, k)) * np.sqrt(2 / (c * k * k))).astype(dtype)
-    b = rng.standard_normal(f).astype(dtype) * dtype(0.1)
+    b = (rng.standard_normal(f) * 0.1).astype(dtype)
     return x, w, b
 
 
