@@ -251,8 +251,9 @@ def fit(
 
 
 def warmup_cosine(peak_lr: float, epochs: float, warmup: float = 0.1) -> Callable[[float], float]:
-    """An lr schedule for ``fit``: linear warm-up from 0 to ``peak_lr`` over the first
-    ``warmup`` fraction of training, then a cosine decay to 0 at t = ``epochs``."""
+    """An lr schedule for ``fit``: linear warm-up from ≈ 0 (never exactly 0) to ``peak_lr``
+    over the first ``warmup`` fraction of training, then a cosine decay to 0 at t = ``epochs``.
+    t is the training progress in epochs."""
     t_warm = warmup * epochs
 
     def lr(t: float) -> float:

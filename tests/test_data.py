@@ -207,6 +207,14 @@ def test_search_order_env_then_cache_then_system(tmp_path, monkeypatch):
     assert load_fashion_mnist("test")[1][0] == 3
 
 
+def test_mnist_has_its_own_directory(tmp_path, monkeypatch):
+    write_split(tmp_path / "env" / "fashion-mnist", "train", label=1)
+    write_split(tmp_path / "env" / "mnist", "train", label=8)
+    monkeypatch.setenv("CNNLIB_DATA", str(tmp_path / "env"))
+    assert data.load_mnist("train")[1][0] == 8
+    assert load_fashion_mnist("train")[1][0] == 1
+
+
 def test_uncompressed_files_are_found(tmp_path):
     write_split(tmp_path / "system", "test", label=5, gz=False)
     assert load_fashion_mnist("test")[1][0] == 5

@@ -115,6 +115,12 @@ def test_filters_grey_and_rgb(model):
     assert len([ax for ax in fig.axes if ax.images]) == 4
     rgb = fig.axes[0].images[0].get_array()
     assert rgb.shape == (3, 3, 3) and rgb.min() >= 0 and rgb.max() <= 1
+    w = np.zeros((2, 3, 3, 3))
+    w[0, 0, 1, 2], w[1, 2, 0, 0] = 2.0, -1.0  # filter 0: one red tap; filter 1: anti-blue
+    pixels = [ax.images[0].get_array() for ax in P.show_filters(w).axes]
+    assert_allclose(pixels[0][1, 2], [1.0, 0.5, 0.5])
+    assert_allclose(pixels[1][0, 0], [0.5, 0.5, 0.0])  # each filter on its own scale
+    assert_allclose(pixels[0][0, 0], [0.5, 0.5, 0.5])  # zero weights are grey
     grey = P.show_filters(np.ones((2, 1, 3, 3)))
     assert grey.axes[0].images[0].get_array().shape == (3, 3)
     with pytest.raises(ValueError, match=r"\(F, C, KH, KW\)"):

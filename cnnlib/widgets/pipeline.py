@@ -248,20 +248,19 @@ def show_predictions(images: np.ndarray, probs: np.ndarray, labels: np.ndarray,
 
 
 def show_filters(w: np.ndarray, title: str = "first-layer filters") -> Figure:
-    """Filters w (F, C, KH, KW) as small images: RGB (each filter rescaled to [0, 1]) when
-    C = 3, otherwise the first channel with a blue-white-red scale centred on 0."""
+    """Filters w (F, C, KH, KW) as small images, each on its own scale centred on 0 (so the
+    pattern of a weak filter is visible too): as RGB 0.5 + w / (2·max|w|) when C = 3 (grey
+    means 0), otherwise the first channel with a blue-white-red scale."""
     w = np.asarray(w, dtype=np.float64)
     if w.ndim != 4:
         raise ValueError(f"w must be (F, C, KH, KW), got shape {w.shape}")
     f, c = w.shape[:2]
-    ncols = min(f, 8)
-    fig, axes = viz.image_grid(f, ncols, size=1.2, suptitle=title)
+    fig, axes = viz.image_grid(f, min(f, 8), size=1.2, suptitle=title)
     for k, ax in enumerate(axes):
+        v = float(np.abs(w[k]).max()) or 1.0
         if c == 3:
-            lo, hi = w[k].min(), w[k].max()
-            viz.show_image((w[k] - lo) / (hi - lo + 1e-12), ax=ax)
+            viz.show_image(0.5 + np.moveaxis(w[k], 0, -1) / (2 * v), ax=ax)  # (KH, KW, 3)
         else:
-            v = float(np.abs(w[k, 0]).max()) or 1.0
             viz.show_image(w[k, 0], ax=ax, cmap="RdBu_r", vmin=-v, vmax=v)
         ax.set_title(f"{k}", fontsize=7)
     fig.tight_layout()
