@@ -3,9 +3,13 @@
 ``import cnnlib as cl`` gives the functional API (``cl.conv2d_forward`` …), the layers
 (``cl.Conv2d`` …), the optimiser and the modules ``cl.data``, ``cl.train``, ``cl.viz``,
 ``cl.reference`` and ``cl.gradcheck``.  Widgets live in ``cnnlib.widgets`` (imported on demand).
+``data``, ``train`` and ``viz`` are imported on first use, so that ``import cnnlib`` stays quick
+and ``python -m cnnlib.train`` does not find its own module already imported.
 """
 
-from cnnlib import data, gradcheck, reference, train, viz
+import importlib
+
+from cnnlib import gradcheck, reference
 from cnnlib.activations import (
     elu_backward,
     elu_forward,
@@ -58,6 +62,14 @@ from cnnlib.pool import (
 )
 
 __version__ = "0.1.0"
+
+_LAZY_MODULES = ("data", "train", "viz")
+
+
+def __getattr__(name: str):
+    if name in _LAZY_MODULES:
+        return importlib.import_module(f"cnnlib.{name}")
+    raise AttributeError(f"module 'cnnlib' has no attribute {name!r}")
 
 __all__ = [
     "ELU", "GELU", "SGD", "AvgPool2d", "BatchNorm2d", "Conv2d", "CosineAnnealingLR", "Flatten",

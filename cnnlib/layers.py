@@ -265,10 +265,12 @@ class _Norm(Layer):
 
 
 class _BatchNormEvalCache(NamedTuple):
-    """What the eval-mode backward needs: x̂ = (x − running_mean)·inv_std and inv_std (C,)."""
+    """What the eval-mode backward needs; x̂ = (x − mean)·inv_std is formed only there,
+    so that evaluation (which never calls backward) does not pay for it."""
 
-    x_hat: np.ndarray  # (N, C, H, W)
-    inv_std: np.ndarray  # (C,)
+    x: np.ndarray  # (N, C, H, W), in the output's dtype
+    mean: np.ndarray  # (C,) running mean
+    inv_std: np.ndarray  # (C,) 1/√(running_var + eps)
 
 
 class BatchNorm2d(_Norm):
@@ -300,9 +302,8 @@ class BatchNorm2d(_Norm):
                                             eps=self.eps)
             dtype = out.dtype
             inv_std = 1 / np.sqrt(self.running_var.astype(dtype) + dtype.type(self.eps))  # (C,)
-            mean = self.running_mean.astype(dtype)
-            x_hat = (as_float_array(x, "x", dtype) - mean[:, None, None]) * inv_std[:, None, None]
-            self._cache = _BatchNormEvalCache(x_hat, inv_std)
+            self._cache = _BatchNormEvalCache(as_float_array(x, "x", dtype),
+                                              self.running_mean.astype(dtype), inv_std)
             return out
         out, cache = norm.batch_norm_forward(x, gamma, beta, eps=self.eps)
         n = out.size // out.shape[1]  # values per channel: N·H·W (≥ 2, batch_norm_forward checks)
@@ -315,10 +316,11 @@ class BatchNorm2d(_Norm):
     def backward(self, dout: np.ndarray) -> np.ndarray:
         cache = self._saved()
         if isinstance(cache, _BatchNormEvalCache):
-            dout = check_dout(dout, cache.x_hat.shape, cache.x_hat.dtype, "BatchNorm2d (eval)")
+            dout = check_dout(dout, cache.x.shape, cache.x.dtype, "BatchNorm2d (eval)")
             gamma = self.params["gamma"].astype(dout.dtype)
             dx = dout * (gamma * cache.inv_std)[:, None, None]
-            self._store_grads(gamma=(dout * cache.x_hat).sum(axis=(0, 2, 3)),
+            x_hat = (cache.x - cache.mean[:, None, None]) * cache.inv_std[:, None, None]
+            self._store_grads(gamma=(dout * x_hat).sum(axis=(0, 2, 3)),
                               beta=dout.sum(axis=(0, 2, 3)))
             return dx
         dx, dgamma, dbeta = norm.batch_norm_backward(dout, cache)

@@ -57,3 +57,29 @@ def test_small_cnn_overfits_a_batch_of_32():
     accuracy = np.mean(model.forward(x).argmax(axis=1) == labels)
     assert accuracy == 1.0, (len(losses), losses[-1])
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_reference_model_starts_at_ln10_and_still_learns():
+    """``make_cnn`` (notebook 06's model) starts its classifier at zero: loss exactly ln 10.
+
+    A zero head must not block learning: after one step the head is non-zero, and from the
+    second step on the first convolution receives gradient too.
+    """
+    from cnnlib.train import make_cnn
+
+    rng = np.random.default_rng(1)
+    x = rng.random((32, 1, 28, 28), dtype=np.float32)
+    labels = rng.integers(0, 10, 32)
+    model = make_cnn(rng=rng)
+    loss0, _ = softmax_cross_entropy(model.forward(x), labels)
+    assert abs(loss0 - math.log(10)) < 1e-5
+    w_first = model.layers[0].params["w"].copy()
+    opt = SGD(model, lr=0.05, momentum=0.9)
+    losses = []
+    for _ in range(20):
+        loss, dlogits = softmax_cross_entropy(model.forward(x), labels)
+        losses.append(loss)
+        model.backward(dlogits)
+        opt.step()
+    assert np.abs(model.layers[0].params["w"] - w_first).max() > 1e-4
+    assert losses[-1] < 0.8 * loss0
