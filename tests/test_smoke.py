@@ -75,11 +75,11 @@ def test_reference_model_starts_at_ln10_and_still_learns():
     assert abs(loss0 - math.log(10)) < 1e-5
     w_first = model.layers[0].params["w"].copy()
     opt = SGD(model, lr=0.05, momentum=0.9)
-    losses = []
-    for _ in range(20):
+    for _ in range(200):
         loss, dlogits = softmax_cross_entropy(model.forward(x), labels)
-        losses.append(loss)
+        if loss < 0.5 * loss0:
+            break
         model.backward(dlogits)
         opt.step()
     assert np.abs(model.layers[0].params["w"] - w_first).max() > 1e-4
-    assert losses[-1] < 0.8 * loss0
+    assert loss < 0.5 * loss0
