@@ -9,6 +9,8 @@ from numba import njit
 from cnnlib import viz
 from cnnlib.widgets._base import (
     Explorer,
+    check_choice,
+    compare_student_array,
     feedback,
     int_slider,
     is_placeholder,
@@ -227,6 +229,46 @@ def test_feedback_statuses(capsys):
     assert feedback(True, "42") and "✓" in capsys.readouterr().out
     fb = feedback(False, "expected a number")
     assert not fb and fb.status == "wrong" and "expected a number" in capsys.readouterr().out
+
+
+def _compare(fn):
+    """One case of an "implement this" exercise: ``fn(a)`` should return ``a`` unchanged."""
+    want = np.arange(6.0).reshape(2, 3)
+    return compare_student_array(fn, (want.copy(),), want, rtol=1e-6, atol=1e-9,
+                                 shape_message="want {want}, got {got}",
+                                 value_message="values differ")
+
+
+def test_compare_student_array_passes_only_a_matching_result(capsys):
+    assert _compare(lambda a: a) is None
+    assert _compare(lambda a: a.tolist()) is None  # any array-like, compared as float64
+    assert _compare(lambda a: a.astype(np.float32)) is None
+    assert _compare(lambda a: a * (1 + 1e-7)) is None  # within rtol
+    assert capsys.readouterr().out == ""  # a passing case prints nothing
+    assert _compare(lambda a: a + 1e-3).text.endswith("values differ")
+    fb = _compare(lambda a: a.T)
+    assert fb.status == "wrong" and fb.text.endswith("want (2, 3), got (3, 2)")
+
+
+def test_compare_student_array_reports_unanswered_and_errors_without_raising():
+    assert _compare(None).status == "unanswered"
+    assert _compare(lambda a: None).status == "unanswered"
+    fb = _compare(lambda a: a.nope)
+    assert fb.status == "wrong" and "AttributeError" in fb.text
+    fb = _compare(lambda a: [[1, "x"]])
+    assert fb.status == "wrong" and "not an array of numbers" in fb.text
+
+
+def test_check_choice(capsys):
+    hints = {"a": "hint for a", "c": "hint for c"}
+    assert check_choice(None, "b", "why b", hints).status == "unanswered"
+    assert check_choice(..., "b", "why b", hints).status == "unanswered"
+    fb = check_choice(" B ", "b", "why b", hints)
+    assert fb and fb.text.endswith("why b")
+    assert check_choice("c", "b", "why b", hints).text.endswith("hint for c")
+    for other in ("d", "", "ab", 2):
+        fb = check_choice(other, "b", "why b", hints)
+        assert fb.status == "wrong" and "one letter" in fb.text
 
 
 def test_explorer_computes_single_threaded_and_restores_the_setting():

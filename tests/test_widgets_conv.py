@@ -238,3 +238,5 @@ def test_check_my_conv2d():
     assert no_stride.status == "wrong" and "expected shape" in no_stride.text
     flipped = wc.check_my_conv2d(lambda x, w, stride=1: _loops_conv(x, w[::-1, ::-1], stride))
     assert flipped.status == "wrong" and "values differ" in flipped.text
+    assert wc.check_my_conv2d(None).status == "unanswered"
+    assert "ZeroDivisionError" in wc.check_my_conv2d(lambda x, w, stride=1: 1 / 0).text

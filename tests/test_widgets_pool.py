@@ -144,3 +144,4 @@ def test_check_my_avg_pool():
     assert wp.check_my_avg_pool(correct).status == "correct"
     assert wp.check_my_avg_pool(keeps_the_edge).status == "wrong"
     assert wp.check_my_avg_pool(lambda x, p: correct(x, p) * p).status == "wrong"
+    assert "ZeroDivisionError" in wp.check_my_avg_pool(lambda x, p: 1 / 0).text

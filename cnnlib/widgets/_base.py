@@ -28,6 +28,8 @@ A widget builder (``conv_explorer()``, ``pool_explorer()``, …) returns an :cla
 Tests: ``e = my_explorer(); e.controls["k"].value = 5; assert e.message == ""; e.result[...]``.
 Exercise helpers call :func:`feedback` so every ``check_…`` answers the same way, and treat
 ``None`` / ``...`` (the placeholder in the committed notebook) as "not answered yet".
+An "implement this function" exercise compares the student's function case by case with
+:func:`compare_student_array`; a multiple-choice question uses :func:`check_choice`.
 Only API present in both ipywidgets 7 (Colab) and 8 is used. Under pytest, use the Agg backend.
 """
 
@@ -40,6 +42,7 @@ from typing import Any
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import numba
+import numpy as np
 from matplotlib.figure import Figure
 
 from cnnlib.viz import in_notebook
@@ -209,9 +212,60 @@ def feedback(ok: bool | None, text: str = "") -> Feedback:
     return fb
 
 
+def compare_student_array(fn: Callable, args: Sequence[Any], want: np.ndarray, *,
+                          rtol: float, atol: float, shape_message: str,
+                          value_message: str) -> Feedback | None:
+    """Run the student's ``fn(*args)`` on one test case and compare the result with ``want``.
+
+    Returns ``None`` when the case passes, so the caller goes on to its next case; otherwise
+    the (already printed) :class:`Feedback` to return: an exception raised by ``fn`` is reported
+    instead of crashing the notebook; a placeholder ``fn``, or ``fn`` returning ``None``, means
+    "not answered yet"; a result of another shape gives ``shape_message`` (its ``{got}`` and
+    ``{want}`` are filled in with the two shapes; double the braces inside an f-string);
+    different values give ``value_message``.
+    The result is compared as float64 with ``np.allclose(got, want, rtol=rtol, atol=atol)``.
+    """
+    if is_placeholder(fn):
+        return feedback(None)
+    try:
+        got = fn(*args)
+    except Exception as exc:  # the student's code: report, do not crash the notebook
+        return feedback(False, f"実行中にエラー: {type(exc).__name__}: {exc}")
+    if got is None:
+        return feedback(None)
+    try:
+        got = np.asarray(got, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        return feedback(False, f"結果を数の配列に変換できません（not an array of numbers）: {exc}")
+    if got.shape != want.shape:
+        return feedback(False, shape_message.format(got=got.shape, want=want.shape))
+    if not np.allclose(got, want, rtol=rtol, atol=atol):
+        return feedback(False, value_message)
+    return None
+
+
+def check_choice(answer: object, right: str, explanation: str,
+                 hints: Mapping[str, str]) -> Feedback:
+    """Judge a multiple-choice answer: one of "a", "b", "c" (case and spaces ignored).
+
+    ``right``: the correct letter, answered with ``explanation``; ``hints``: the feedback for
+    each wrong letter; ``None`` / ``...``: not answered yet; anything else: asked for a letter.
+    """
+    if is_placeholder(answer):
+        return feedback(None)
+    choice = str(answer).strip().lower()
+    if choice == right:
+        return feedback(True, explanation)
+    if choice in hints:
+        return feedback(False, hints[choice])
+    return feedback(False, '"a"、"b"、"c" のどれかで答えてください（answer with one letter）。')
+
+
 __all__ = [
     "Explorer",
     "Feedback",
+    "check_choice",
+    "compare_student_array",
     "dropdown",
     "feedback",
     "float_slider",

@@ -25,6 +25,8 @@ from cnnlib import layers
 from cnnlib.widgets._base import (
     Explorer,
     Feedback,
+    check_choice,
+    compare_student_array,
     dropdown,
     feedback,
     float_slider,
@@ -385,34 +387,25 @@ def check_leaky_relu_backward(fn: Callable) -> Feedback:
         dout = rng.standard_normal(x.shape)
         _, cache = act.leaky_relu_forward(x, alpha)
         want = act.leaky_relu_backward(dout, cache)
-        try:
-            got = fn(dout.copy(), x.copy(), alpha)
-        except Exception as exc:  # the student's code: report, do not crash the notebook
-            return feedback(False, f"実行中にエラー: {type(exc).__name__}: {exc}")
-        if got is None:
-            return feedback(None)
-        got = np.asarray(got, dtype=np.float64)
-        if got.shape != x.shape:
-            return feedback(False, f"dx は x と同じ形 {x.shape} のはずですが、{got.shape} でした。")
-        if not np.allclose(got, want, rtol=1e-12, atol=1e-12):
-            return feedback(False, f"alpha = {alpha} で値が違います。x > 0 では dout、"
-                                   "それ以外（x = 0 を含む）では alpha·dout です。")
+        verdict = compare_student_array(
+            fn, (dout.copy(), x.copy(), alpha), want, rtol=1e-12, atol=1e-12,
+            shape_message="dx は x と同じ形 {want} のはずですが、{got} でした。",
+            value_message=f"alpha = {alpha} で値が違います。x > 0 では dout、"
+                          "それ以外（x = 0 を含む）では alpha·dout です。")
+        if verdict is not None:
+            return verdict
     return feedback(True, "x ≤ 0 でも勾配 alpha·dout が流れるので、ユニットは死にません。")
 
 
 def check_dead_relu(answer: object) -> Feedback:
     """Exercise 4 (explain, multiple choice): why a dead ReLU unit never recovers ("b")."""
-    if is_placeholder(answer):
-        return feedback(None)
-    choice = str(answer).strip().lower()
-    if choice == "b":
-        return feedback(True, "z ≤ 0 なら ReLU の微分は 0。W と b の勾配がちょうど 0 なので、"
-                              "SGD は二度とそのユニットの重みを動かしません。")
-    if choice in ("a", "c"):
-        return feedback(False, "重みを変えるのは勾配だけです。"
-                               "死んだユニットの勾配はいくつでしょう？"
-                               "（dying_relu_explorer の右の棒グラフ）")
-    return feedback(False, '"a"、"b"、"c" のどれかで答えてください。')
+    return check_choice(
+        answer, right="b",
+        explanation="z ≤ 0 なら ReLU の微分は 0。W と b の勾配がちょうど 0 なので、"
+                    "SGD は二度とそのユニットの重みを動かしません。",
+        hints=dict.fromkeys("ac", "重みを変えるのは勾配だけです。"
+                                  "死んだユニットの勾配はいくつでしょう？"
+                                  "（dying_relu_explorer の右の棒グラフ）"))
 
 
 __all__ = [

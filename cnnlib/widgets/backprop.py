@@ -29,6 +29,7 @@ from cnnlib.optim import SGD
 from cnnlib.widgets._base import (
     Explorer,
     Feedback,
+    compare_student_array,
     dropdown,
     feedback,
     float_slider,
@@ -558,19 +559,14 @@ def check_conv_dw(fn: Callable) -> Feedback:
         out, cache = conv2d_forward(x[None, None], kern[None, None], np.zeros(1))
         delta = rng.standard_normal(out.shape[2:])
         want = conv2d_backward(delta[None, None], cache)[1][0, 0]
-        try:
-            got = fn(x, delta)
-        except Exception as exc:  # the student's code: report, do not crash the notebook
-            return feedback(False, f"実行中にエラー: {type(exc).__name__}: {exc}")
-        if got is None:
-            return feedback(None)
-        got = np.asarray(got, dtype=np.float64)
-        if got.shape != want.shape:
-            return feedback(False, f"x が {h}×{w}、delta が {delta.shape[0]}×{delta.shape[1]} "
-                                   f"のとき dW は {k}×{k} のはずですが、形が {got.shape} でした。")
-        if not np.allclose(got, want, rtol=1e-8, atol=1e-10):
-            return feedback(False, "値が conv2d_backward と一致しません。"
-                                   "dW(m, n) = Σ_i Σ_j X(i+m, j+n)·delta(i, j) です。")
+        verdict = compare_student_array(
+            fn, (x, delta), want, rtol=1e-8, atol=1e-10,
+            shape_message=f"x が {h}×{w}、delta が {delta.shape[0]}×{delta.shape[1]} "
+                          f"のとき dW は {k}×{k} のはずですが、形が {{got}} でした。",
+            value_message="値が conv2d_backward と一致しません。"
+                          "dW(m, n) = Σ_i Σ_j X(i+m, j+n)·delta(i, j) です。")
+        if verdict is not None:
+            return verdict
     return feedback(True, "dW は入力 X と誤差 delta の畳み込みです。")
 
 

@@ -25,6 +25,8 @@ from cnnlib.data import sample_image
 from cnnlib.widgets._base import (
     Explorer,
     Feedback,
+    check_choice,
+    compare_student_array,
     dropdown,
     feedback,
     int_slider,
@@ -425,33 +427,25 @@ def check_my_conv2d(fn: Callable) -> Feedback:
     cases = [((5, 5), 3, 1), ((7, 6), 3, 2), ((8, 9), 2, 3), ((4, 4), 4, 1)]
     for (h, w_), k, s in cases:
         x, w = rng.normal(size=(h, w_)), rng.normal(size=(k, k))
-        got = fn(x, w, s)
-        if got is None:
-            return feedback(None)
         expected, _ = conv2d_forward(x[None, None], w[None, None], np.zeros(1), stride=s)
-        expected = expected[0, 0]
-        got = np.asarray(got)
-        if got.shape != expected.shape:
-            return feedback(False, f"x {h}×{w_}, k = {k}, stride {s}: expected shape "
-                            f"{expected.shape}, got {got.shape}")
-        if not np.allclose(got, expected, rtol=1e-6, atol=1e-9):
-            return feedback(False, f"x {h}×{w_}, k = {k}, stride {s}: the shape is right but "
-                            "the values differ; is the window x[i·s : i·s + k, j·s : j·s + k]?")
+        case = f"x {h}×{w_}, k = {k}, stride {s}"
+        verdict = compare_student_array(
+            fn, (x, w, s), expected[0, 0], rtol=1e-6, atol=1e-9,
+            shape_message=case + ": expected shape {want}, got {got}",
+            value_message=case + ": the shape is right but the values differ; "
+                                 "is the window x[i·s : i·s + k, j·s : j·s + k]?")
+        if verdict is not None:
+            return verdict
     return feedback(True, "matches cnnlib.conv.conv2d_forward on 4 cases, strides 1–3")
 
 
 def check_dropped_rows(answer: object) -> Feedback:
     """演習 5 (explain): why does H = 10, K = 3, S = 4 lose rows? Answer "a", "b" or "c"."""
-    if is_placeholder(answer):
-        return feedback(None)
-    choice = str(answer).strip().lower()
-    if choice == "b":
-        return feedback(True, "windows start at rows 0 and 4 and cover 0–6; the next would "
-                        "start at 8 and need rows 8–10, so rows 7–9 are never the top of a "
-                        "whole window")
-    if choice in ("a", "c"):
-        return feedback(False, "try it in the explorer with the tiny image and S = 4")
-    return feedback(False, 'answer with one letter: "a", "b" or "c"')
+    return check_choice(
+        answer, right="b",
+        explanation="windows start at rows 0 and 4 and cover 0–6; the next would start at 8 "
+                    "and need rows 8–10, so rows 7–9 are never the top of a whole window",
+        hints=dict.fromkeys("ac", "try it in the explorer with the tiny image and S = 4"))
 
 
 __all__ = [

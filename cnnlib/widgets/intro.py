@@ -25,6 +25,7 @@ from cnnlib.linear import linear_forward
 from cnnlib.widgets._base import (
     Explorer,
     Feedback,
+    check_choice,
     feedback,
     int_slider,
     is_placeholder,
@@ -372,18 +373,13 @@ def check_shift(fn: Callable) -> Feedback:
 
 def check_why_equivariant(answer: object) -> Feedback:
     """演習 4 (explain): why does the conv map move with the input? Answer "a", "b" or "c"."""
-    if is_placeholder(answer):
-        return feedback(None)
-    choice = str(answer).strip().lower()
-    if choice == "b":
-        return feedback(True, "one filter is used at every position (weight sharing), so "
-                        "whatever it finds is reported wherever it is")
-    if choice == "a":
-        return feedback(False, "fewer weights alone do not explain it: a small MLP still "
-                        "gives every input position its own weight")
-    if choice == "c":
-        return feedback(False, "the MLP above uses ReLU too, and its response does not move")
-    return feedback(False, 'answer with one letter: "a", "b" or "c"')
+    return check_choice(
+        answer, right="b",
+        explanation="one filter is used at every position (weight sharing), so whatever it "
+                    "finds is reported wherever it is",
+        hints={"a": "fewer weights alone do not explain it: a small MLP still gives every "
+                    "input position its own weight",
+               "c": "the MLP above uses ReLU too, and its response does not move"})
 
 
 __all__ = [

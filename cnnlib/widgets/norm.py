@@ -30,6 +30,8 @@ from cnnlib.optim import SGD
 from cnnlib.widgets._base import (
     Explorer,
     Feedback,
+    check_choice,
+    compare_student_array,
     dropdown,
     feedback,
     float_slider,
@@ -516,18 +518,13 @@ def check_batch_norm(fn: Callable) -> Feedback:
         x = rng.normal(2.0, 3.0, shape)
         gamma, beta = rng.standard_normal(shape[1]), rng.standard_normal(shape[1])
         want = norm.batch_norm_forward(x, gamma, beta, 1e-5)[0]
-        try:
-            got = fn(x.copy(), gamma.copy(), beta.copy(), 1e-5)
-        except Exception as exc:  # the student's code: report, do not crash the notebook
-            return feedback(False, f"実行中にエラー: {type(exc).__name__}: {exc}")
-        if got is None:
-            return feedback(None)
-        got = np.asarray(got, dtype=np.float64)
-        if got.shape != want.shape:
-            return feedback(False, f"出力の形は x と同じ {shape} のはずですが {got.shape} でした。")
-        if not np.allclose(got, want, rtol=1e-6, atol=1e-8):
-            return feedback(False, f"形 {shape} で値が一致しません。平均と分散を取る軸は"
-                                   "チャネルごとに (N, H, W)、つまり axis=(0, 2, 3) です。")
+        verdict = compare_student_array(
+            fn, (x.copy(), gamma.copy(), beta.copy(), 1e-5), want, rtol=1e-6, atol=1e-8,
+            shape_message="出力の形は x と同じ {want} のはずですが {got} でした。",
+            value_message=f"形 {shape} で値が一致しません。平均と分散を取る軸は"
+                          "チャネルごとに (N, H, W)、つまり axis=(0, 2, 3) です。")
+        if verdict is not None:
+            return verdict
     return feedback(True, "チャネルごとに (N, H, W) で平均と分散を取り、γ, β で戻します。")
 
 
@@ -554,16 +551,12 @@ def check_batch_of_two(answer: object) -> Feedback:
 
     Every normalized value is ±1 (up to ε) whatever the inputs are: answer ``"c"``.
     """
-    if is_placeholder(answer):
-        return feedback(None)
-    choice = str(answer).strip().lower()
-    if choice == "c":
-        return feedback(True, "2 つの値 a, b では mu = (a+b)/2、sigma = |a−b|/2 なので "
-                              "x_hat = ±1。入力の大きさの情報が消えます。")
-    if choice in ("a", "b"):
-        return feedback(False, "x_hat = (a − mu)/sigma を a, b で書いてみましょう。"
-                               "mu = (a+b)/2、sigma = |a − b|/2 です。")
-    return feedback(False, '"a"、"b"、"c" のどれかで答えてください。')
+    return check_choice(
+        answer, right="c",
+        explanation="2 つの値 a, b では mu = (a+b)/2、sigma = |a−b|/2 なので "
+                    "x_hat = ±1。入力の大きさの情報が消えます。",
+        hints=dict.fromkeys("ab", "x_hat = (a − mu)/sigma を a, b で書いてみましょう。"
+                                  "mu = (a+b)/2、sigma = |a − b|/2 です。"))
 
 
 __all__ = [

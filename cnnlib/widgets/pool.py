@@ -25,6 +25,8 @@ from cnnlib.pool import avg_pool2d_forward, max_pool2d_forward
 from cnnlib.widgets._base import (
     Explorer,
     Feedback,
+    check_choice,
+    compare_student_array,
     dropdown,
     feedback,
     int_slider,
@@ -290,31 +292,24 @@ def check_my_avg_pool(fn: Callable) -> Feedback:
     rng = np.random.default_rng(2)
     for shape, p in (((4, 4), 2), ((6, 9), 3), ((5, 7), 2), ((3, 3), 1)):
         x = rng.normal(size=shape)
-        got = fn(x.copy(), p)
-        if got is None:
-            return feedback(None)
-        expected = pool2d(x, p, mode="avg")
-        got = np.asarray(got)
-        if got.shape != expected.shape:
-            return feedback(False, f"x {shape}, p = {p}: expected shape {expected.shape}, got "
-                            f"{got.shape} (rows/columns that do not fill a window are dropped)")
-        if not np.allclose(got, expected):
-            return feedback(False, f"x {shape}, p = {p}: the shape is right, the values not")
+        case = f"x {shape}, p = {p}"
+        verdict = compare_student_array(
+            fn, (x.copy(), p), pool2d(x, p, mode="avg"), rtol=1e-5, atol=1e-8,
+            shape_message=case + ": expected shape {want}, got {got} "
+                                 "(rows/columns that do not fill a window are dropped)",
+            value_message=case + ": the shape is right, the values not")
+        if verdict is not None:
+            return verdict
     return feedback(True, "matches cnnlib.pool.avg_pool2d_forward, including odd sizes")
 
 
 def check_why_shift_tolerant(answer: object) -> Feedback:
     """演習 5 (explain): why does max pooling tolerate small shifts? "a", "b" or "c"."""
-    if is_placeholder(answer):
-        return feedback(None)
-    choice = str(answer).strip().lower()
-    if choice == "c":
-        return feedback(True, "a maximum that moves inside its window gives the same output")
-    if choice == "a":
-        return feedback(False, "pooling has no weights at all")
-    if choice == "b":
-        return feedback(False, "pooling throws information away; it adds none")
-    return feedback(False, 'answer with one letter: "a", "b" or "c"')
+    return check_choice(
+        answer, right="c",
+        explanation="a maximum that moves inside its window gives the same output",
+        hints={"a": "pooling has no weights at all",
+               "b": "pooling throws information away; it adds none"})
 
 
 __all__ = [

@@ -33,7 +33,7 @@ from cnnlib.layers import Sequential
 from cnnlib.losses import softmax_cross_entropy
 from cnnlib.train import is_small
 from cnnlib.viz import show_table
-from cnnlib.widgets._base import Feedback, feedback, is_placeholder
+from cnnlib.widgets._base import Feedback, check_choice, feedback, is_placeholder
 
 __all__ = [
     "Timing",
@@ -339,17 +339,12 @@ def check_conv_macs(answer: object) -> Feedback:
 
 def check_safe_prange(answer: object) -> Feedback:
     """演習 2 (explain): which loop may be the ``prange`` of the dw kernel? "a", "b" or "c"."""
-    if is_placeholder(answer):
-        return feedback(None)
-    choice = str(answer).strip().lower()
-    if choice == "b":
-        return feedback(True, "iteration f writes dw[f] only, so no two threads share an element")
-    if choice == "a":
-        return feedback(False, "every sample adds into every dw[f, c, m, q]: two threads "
-                        "read-modify-write the same element and one update is lost")
-    if choice == "c":
-        return feedback(False, "every output row i also adds into every element of dw")
-    return feedback(False, 'answer with one letter: "a", "b" or "c"')
+    return check_choice(
+        answer, right="b",
+        explanation="iteration f writes dw[f] only, so no two threads share an element",
+        hints={"a": "every sample adds into every dw[f, c, m, q]: two threads "
+                    "read-modify-write the same element and one update is lost",
+               "c": "every output row i also adds into every element of dw"})
 
 
 def check_db_kernel(fn: Callable) -> Feedback:
