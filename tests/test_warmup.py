@@ -1,7 +1,9 @@
-import inspect
+import json
+import subprocess
+import sys
 
 import numpy as np
-from numba.core import types
+import pytest
 
 from cnnlib import activations, conv, linear, losses, norm, pool, warmup
 
@@ -45,29 +47,47 @@ def test_warmup_runs_every_public_forward_and_backward_for_both_dtypes(monkeypat
     assert "compiled signatures" in printed
 
 
-def test_every_compiled_kernel_has_float32_and_float64_versions():
+# Inspect the kernels in a fresh process: other tests of this session call helper kernels
+# directly for one dtype, which would hide (or fake) what the warm-up itself compiles.
+_PROBE = """
+import contextlib, inspect, io, json
+from numba.core import types
+from cnnlib import warmup
+with contextlib.redirect_stdout(io.StringIO()):
     warmup.main()
-    found = warmup.kernels()
-    assert len(found) >= 20  # conv, pool, norm, activations, linear, losses
+report = {}
+for name, k in warmup.kernels().items():
+    floats = {str(arg.dtype) for sig in k.signatures for arg in sig
+              if isinstance(arg, types.Array) and isinstance(arg.dtype, types.Float)}
+    report[name] = {"signatures": len(k.signatures), "float_dtypes": sorted(floats),
+                    "source": inspect.getsource(k.py_func)}
+print(json.dumps(report))
+"""
+
+
+@pytest.fixture(scope="module")
+def kernels_after_warmup():
+    result = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+def test_every_compiled_kernel_has_float32_and_float64_versions(kernels_after_warmup):
+    assert len(kernels_after_warmup) >= 20  # conv, pool, norm, activations, linear, losses
     compiled = 0
-    for name, k in found.items():
-        float_dtypes = {str(arg.dtype) for sig in k.signatures for arg in sig
-                        if isinstance(arg, types.Array) and isinstance(arg.dtype, types.Float)}
-        if float_dtypes:
+    for name, k in kernels_after_warmup.items():
+        if k["float_dtypes"]:
             compiled += 1
-            assert float_dtypes == {"float32", "float64"}, (name, float_dtypes)
+            assert k["float_dtypes"] == ["float32", "float64"], name
     assert compiled >= 20
 
 
-def test_kernels_without_a_signature_are_helpers_of_other_kernels():
+def test_kernels_without_a_signature_are_helpers_of_other_kernels(kernels_after_warmup):
     """A kernel the warm-up never compiled must be called from inside another kernel (and so
     compiled into it); otherwise the warm-up misses it."""
-    warmup.main()
-    found = warmup.kernels()
-    sources = {name: inspect.getsource(k.py_func) for name, k in found.items()}
-    for name, k in found.items():
-        if not k.signatures:
+    for name, k in kernels_after_warmup.items():
+        if not k["signatures"]:
             short = name.split(".")[1]
-            callers = [other for other, src in sources.items()
-                       if other != name and f"{short}(" in src]
+            callers = [other for other, o in kernels_after_warmup.items()
+                       if other != name and f"{short}(" in o["source"]]
             assert callers, f"{name} is neither compiled by the warm-up nor called by a kernel"
