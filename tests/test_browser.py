@@ -11,9 +11,10 @@ queued (a kernel that dies on the way fails the test), then check that
   changes the picture under it: the first enabled slider, one keyboard step, or the dropdown
   that comes before it (which activation, which normalization) set to its next option.
 
-A screenshot of each notebook (scrolled to its first explorer) is saved as
-``artifacts/screenshots/<notebook>.png``. ``test_checks_catch_broken_notebooks`` feeds the same
-checks notebooks that are broken in each of those ways, so that the checks are known to bite.
+A screenshot of each notebook (scrolled to its first explorer, or else to its first picture) is
+saved as ``artifacts/screenshots/<notebook>.png``. ``test_checks_catch_broken_notebooks`` feeds
+the same checks notebooks that are broken in each of those ways, so that the checks are known to
+bite.
 Needs Debian's ``chromium`` and Playwright's Python package (its own browser is not used).
 """
 
@@ -52,10 +53,8 @@ JS_PANEL_ID = """() => {
     const panel = window.jupyterapp && window.jupyterapp.shell.currentWidget;
     return panel && panel.content && panel.content.model ? panel.node.id : null;
 }"""
-JS_KERNEL = """() => {
-    const k = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
-    return {id: k.id, status: k.status};
-}"""
+JS_KERNEL_STATUS = """() =>
+    window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.status"""
 # Remember every status that means the kernel died (a restart can be over between two polls).
 JS_WATCH_KERNEL = """() => {
     window.kernelTrouble = [];
@@ -84,7 +83,7 @@ JS_RENDERED = """() => [...window.jupyterapp.shell.currentWidget.node
                 text: out ? out.innerText.slice(0, 400) : ''};
     });
 })"""
-# What an explorer shows: its pictures (a new PNG each redraw) and the text of its output areas.
+# What an explorer shows: its pictures (matplotlib sends a new PNG at each redraw).
 JS_PICTURE = """cell => [...cell.querySelectorAll('.jp-Cell-outputArea img')].map(e => e.src)"""
 # The control to move in an explorer: its first enabled, visible slider or dropdown, in page
 # order. Explorers put their main control first: a slider, or a choice (the activation, the
@@ -191,7 +190,7 @@ def test_checks_catch_broken_notebooks(browser, lab: LabServer) -> None:
 
 def run_in_lab(browser, lab: LabServer, path: str, screenshot: Path | None = None,
                run_timeout: float = RUN_TIMEOUT_S, move_timeout: float = MOVE_TIMEOUT_S) -> Report:
-    """Open ``path`` in JupyterLab, Run All, check it, move each explorer's slider, screenshot."""
+    """Open ``path`` in JupyterLab, Run All, check it, move each explorer, take a screenshot."""
     report = Report(name=Path(path).stem)
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.on("console", lambda m: m.type == "error" and report.console_errors.append(m.text))
@@ -210,10 +209,14 @@ def run_in_lab(browser, lab: LabServer, path: str, screenshot: Path | None = Non
         report.seconds = time.monotonic() - start
         model = page.evaluate(JS_MODEL)
         _check_outputs(page, model, report)
-        first_explorer = _move_sliders(page, panel, report, move_timeout)
+        first_explorer = _move_explorers(page, panel, report, move_timeout)
         if screenshot is not None:
-            if first_explorer is not None:  # the explorer at the top, its picture below
-                first_explorer.evaluate("e => e.scrollIntoView({block: 'start'})")
+            # At the top: the first explorer, or else the first picture (or the title).
+            target = first_explorer or panel.locator(".jp-Cell:has(.jp-Cell-outputArea img)").first
+            if target.count():
+                target.evaluate("e => e.scrollIntoView({block: 'start'})")
+            else:
+                panel.locator(".jp-Cell").first.evaluate("e => e.scrollIntoView()")
             page.screenshot(path=str(screenshot))
     finally:
         page.close()
@@ -230,18 +233,18 @@ def _wait_until_done(page, lab: LabServer, timeout: float) -> None:
     settled = 0
     while settled < 2:
         prompts = page.evaluate(JS_PROMPTS)
-        kernel = page.evaluate(JS_KERNEL)
+        status = page.evaluate(JS_KERNEL_STATUS)
         trouble = page.evaluate("() => window.kernelTrouble")
         dialogs = page.evaluate(JS_DIALOGS)
         if trouble or dialogs:
             log = [line for line in lab.log.read_text(errors="replace").splitlines()
                    if re.search(r"restart|died|dead|Traceback|Error", line)]
-            raise AssertionError(f"Run All did not finish: kernel {trouble or kernel['status']}"
+            raise AssertionError(f"Run All did not finish: kernel {trouble or status}"
                                  f", dialogs {dialogs}; server log:\n" + "\n".join(log[-20:]))
         if time.monotonic() > deadline:
             raise AssertionError(f"Run All did not finish within {timeout:.0f} s; "
                                  f"prompts: {prompts}")
-        done = (kernel["status"] == "idle" and "[*]:" not in prompts
+        done = (status == "idle" and "[*]:" not in prompts
                 and any(re.fullmatch(r"\[\d+\]:", p) for p in prompts))
         settled = settled + 1 if done else 0
         time.sleep(0.5)
@@ -306,7 +309,7 @@ def _check_outputs(page, model: dict, report: Report) -> None:
                                    f"the page shows {text[:200]!r}")
 
 
-def _move_sliders(page, panel, report: Report, timeout: float):
+def _move_explorers(page, panel, report: Report, timeout: float):
     """Move the main control of each explorer and wait for a new picture; return the first.
 
     An explorer is a cell whose output holds a slider and a picture (``img``).
