@@ -91,7 +91,6 @@ def _pool_windows(x, kernel_size, stride, padding, pad_value):
                 for j in range(W_out):
                     rows, cols = slice(i * sh, i * sh + kh), slice(j * sw, j * sw + kw)
                     yield n, c, i, j, rows, cols, xp[n, c, rows, cols]
-    return H_out, W_out
 
 
 def _pool_shape(x, kernel_size, stride, padding):
