@@ -28,7 +28,7 @@ from ._check import (
     check_ndim,
     float_dtype,
 )
-from ._jit import kernel, prange, serial_kernel
+from ._jit import kernel, prange, serial_kernel, sum_kernel
 
 __all__ = ["Conv2dCache", "conv2d_backward", "conv2d_forward", "conv_output_size"]
 
@@ -257,9 +257,11 @@ def _conv2d_dx_kernel(dout, w, sh, sw, dil_h, dil_w, dxp):
 # chunk per thread, so the padded copy and the matrices of a sample stay in that core's cache,
 # and only Numba's threads run (a BLAS thread pool would compete with them for the 2 cores).
 #
-# For dx with stride 1 the matrices are "wide": one row per tap holds H_out·Wp values, i.e.
-# whole padded rows, so that col2im becomes one shifted, contiguous add per tap (the Wp − W_out
-# extra columns of each output row are zero in dout_rows and so add nothing).
+# With stride 1 the backward keeps dout in "wide" rows of Wp values (whole padded rows; the
+# Wp − W_out extra columns are zero in dout_rows and so add nothing). Then base[p] = p: the input
+# values tap k sees form the contiguous run xp[offs[k] : offs[k] + L], so dw needs no patches
+# matrix (each dw[f, k] is a dot product of a dout row with that run, _gemm_dots), and col2im
+# for dx becomes one shifted, contiguous add per tap.
 
 
 @kernel
@@ -298,7 +300,11 @@ def _fast_forward_kernel(x, w2, b, KH, KW, sh, sw, ph, pw, dil_h, dil_w, rows, T
 def _fast_backward_kernel(
     dout, W_out, x, w2t, KH, KW, sh, sw, ph, pw, dil_h, dil_w, need_dx, dx, dw_parts, db_parts
 ):  # fmt: skip
-    """Per sample: [dw | db] += dout_n @ [patches_n | 1] and dx_n = col2im(w2ᵀ @ dout_n)."""
+    """Per sample: [dw | db] += dout_n @ [patches_n | 1] and dx_n = col2im(w2ᵀ @ dout_n).
+
+    With stride 1, dw[f, k] += Σ_p dout_rows[f, p]·xp_n[offs[k] + p] reads xp_n in place and
+    db[f] += Σ_p dout_rows[f, p].
+    """
     N, F, P = dout.shape  # dout is (N, F, H_out·W_out), w2t is (C·KH·KW, F)
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
     H_out, Hp, Wp, K = P // W_out, H + 2 * ph, W + 2 * pw, w2t.shape[0]
@@ -309,31 +315,40 @@ def _fast_backward_kernel(
     runs = dil_w == 1 and KW <= _RUN
     row_len = Wp if wide else W_out
     L = H_out * row_len
+    F4, K4 = -(-F // 4) * 4, -(-K // 4) * 4  # _gemm_dots works in blocks of 4 × 4
+    offs4 = np.zeros(K4, np.int64)  # the taps past K repeat offset 0; their sums are dropped
+    for k in range(K):
+        offs4[k] = offs[k]
     zero = x.dtype.type(0)
     T = dw_parts.shape[0]
     for t in prange(T):  # chunk t owns dx[n] of its samples, dw_parts[t] and db_parts[t]
         xp = np.zeros(C * Hp * Wp + (KW - 1) * dil_w + _RUN, x.dtype)
         dxp = np.zeros_like(xp)
         # (P, K + _RUN + 1): one receptive field per row, then spill room, then a column of 1s
-        # (so that the product with dout also sums dout, which is db)
-        patches = _padded_zeros(P, K + _RUN + 1, x.dtype)
+        # (so that the product with dout also sums dout, which is db); strides > 1 only
+        patches = _padded_zeros(0 if wide else P, K + _RUN + 1, x.dtype)
         patches[:, K + _RUN] = 1
-        dout_rows = _padded_zeros(F, L, x.dtype)  # (F, L), zero in the dropped columns
+        dout_rows = _padded_zeros(F4, L, x.dtype)  # (F4, L), zero in rows ≥ F, dropped columns
         dcols = _padded_zeros(K, L, x.dtype)  # (K, L)
-        dw_db = _padded_zeros(F, K + _RUN + 1, x.dtype)  # (F, K + _RUN + 1)
+        dw_db = _padded_zeros(F4, max(K4, K + _RUN + 1), x.dtype)  # db in column K + _RUN
         for n in range(t * N // T, (t + 1) * N // T):
             _pad_into(x[n], ph, pw, Hp, Wp, xp)
-            if runs:
-                _gather_runs(xp, base, offs_u[::KW], KW, patches)
-            else:
-                _gather(xp, base, offs_u, patches)
-            _gemm(dout[n], patches, dw_db)  # (F, P) @ (P, K + _RUN + 1)
-            if not need_dx:
-                continue
             for f in range(F):
                 for i in range(H_out):
                     row = dout[n, f, i * W_out : (i + 1) * W_out]
                     _copy(row, dout_rows[f, i * row_len : i * row_len + W_out])
+            if wide:  # tap k's values are the run xp[offs[k] : offs[k] + L]: read in place
+                _gemm_dots(dout_rows, L, xp, offs4, dw_db)
+                for f in range(F):
+                    dw_db[f, K + _RUN] += _sum(dout_rows[f])
+            else:
+                if runs:
+                    _gather_runs(xp, base, offs_u[::KW], KW, patches)
+                else:
+                    _gather(xp, base, offs_u, patches)
+                _gemm(dout[n], patches, dw_db)  # (F, P) @ (P, K + _RUN + 1)
+            if not need_dx:
+                continue
             for k in range(K):
                 _fill(dcols[k], zero)
             _gemm(w2t, dout_rows, dcols)  # (K, F) @ (F, L)
@@ -523,3 +538,74 @@ def _gemm(a, b, out):
             b0 = b[r]
             for p in range(L):
                 o0[p] += a0 * b0[p]
+
+
+_CHUNK = 512  # _gemm_dots sums in pieces of this many terms, which stay in the core's cache
+
+
+@sum_kernel
+def _gemm_dots(a, L, b, b_offs, out):
+    """out[f, k] += Σ_p a[f, p]·b[b_offs[k] + p] over p < L: out += a[:, :L] @ Bᵀ.
+
+    The rows of a and the runs of b are contiguous, so each entry is a dot product; blocks of
+    4 × 4 entries share their loads (each value loaded is used four times). a's rows and
+    b_offs come in multiples of four (pad with zero rows, repeat an offset).
+    """
+    M, K = a.shape[0], b_offs.size
+    zero = a.dtype.type(0)
+    for p0 in range(0, L, _CHUNK):
+        n = min(L - p0, _CHUNK)
+        for f in range(0, M, 4):
+            a0, a1 = a[f, p0 : p0 + n], a[f + 1, p0 : p0 + n]
+            a2, a3 = a[f + 2, p0 : p0 + n], a[f + 3, p0 : p0 + n]
+            for k in range(0, K, 4):
+                s0, s1 = b_offs[k] + p0, b_offs[k + 1] + p0
+                s2, s3 = b_offs[k + 2] + p0, b_offs[k + 3] + p0
+                b0, b1 = b[s0 : s0 + n], b[s1 : s1 + n]
+                b2, b3 = b[s2 : s2 + n], b[s3 : s3 + n]
+                c00 = c01 = c02 = c03 = c10 = c11 = c12 = c13 = zero
+                c20 = c21 = c22 = c23 = c30 = c31 = c32 = c33 = zero
+                for p in range(n):
+                    x0, x1, x2, x3 = a0[p], a1[p], a2[p], a3[p]
+                    y0, y1, y2, y3 = b0[p], b1[p], b2[p], b3[p]
+                    c00 += x0 * y0
+                    c01 += x0 * y1
+                    c02 += x0 * y2
+                    c03 += x0 * y3
+                    c10 += x1 * y0
+                    c11 += x1 * y1
+                    c12 += x1 * y2
+                    c13 += x1 * y3
+                    c20 += x2 * y0
+                    c21 += x2 * y1
+                    c22 += x2 * y2
+                    c23 += x2 * y3
+                    c30 += x3 * y0
+                    c31 += x3 * y1
+                    c32 += x3 * y2
+                    c33 += x3 * y3
+                out[f, k] += c00
+                out[f, k + 1] += c01
+                out[f, k + 2] += c02
+                out[f, k + 3] += c03
+                out[f + 1, k] += c10
+                out[f + 1, k + 1] += c11
+                out[f + 1, k + 2] += c12
+                out[f + 1, k + 3] += c13
+                out[f + 2, k] += c20
+                out[f + 2, k + 1] += c21
+                out[f + 2, k + 2] += c22
+                out[f + 2, k + 3] += c23
+                out[f + 3, k] += c30
+                out[f + 3, k + 1] += c31
+                out[f + 3, k + 2] += c32
+                out[f + 3, k + 3] += c33
+
+
+@sum_kernel
+def _sum(src):
+    """Σ src, in vector pieces."""
+    s = src.dtype.type(0)
+    for i in range(src.size):
+        s += src[i]
+    return s

@@ -17,6 +17,8 @@ from cnnlib.conv import (
     _gather_row_runs,
     _gather_runs,
     _gemm,
+    _gemm_dots,
+    _sum,
     conv2d_backward,
     conv2d_forward,
     conv_output_size,
@@ -219,6 +221,23 @@ def test_fast_kernels_match_their_serial_python(stride):
         assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("L", [7, 512, 1300])  # shorter than, one, and several sum pieces
+def test_gemm_dots_is_a_product_with_shifted_runs(L):
+    """out += a[:, :L] @ Bᵀ with B[k] = b[b_offs[k] : b_offs[k] + L], added to what out holds."""
+    rng = np.random.default_rng(L)
+    a = rng.standard_normal((8, L + 5))
+    b = rng.standard_normal(L + 40)
+    b_offs = rng.integers(0, 40, 12)
+    out = rng.standard_normal((8, 12))
+    want = out + a[:, :L] @ np.stack([b[o : o + L] for o in b_offs]).T
+    _gemm_dots(a, L, b, b_offs, out)
+    assert_allclose(out, want, rtol=1e-12, atol=1e-12)
+
+
+def _store_sum(src, out):  # _sum returns a scalar, which the wrapper turns into a Python float
+    out[0] = _sum(src)
+
+
 def test_float32_kernels_compute_in_float32():
     """No float64 arithmetic in the LLVM IR of a fresh serial compile for float32 arrays."""
     x, w, b, dout = (a.astype(np.float32) for a in random_problem(2, 2, 5, 5, 3, 3, 3, 1, 1, 1))
@@ -236,12 +255,15 @@ def test_float32_kernels_compute_in_float32():
                                  np.empty((1, 3), np.float32))),
         (_gemm, (np.ones((5, 6), np.float32), np.ones((6, 16), np.float32),
                  np.zeros((5, 16), np.float32))),
+        (_gemm_dots, (np.ones((4, 20), np.float32), 10, flat, np.arange(4),
+                      np.zeros((4, 4), np.float32))),
+        (_store_sum, (flat, np.empty(1, np.float32))),
         (_gather, (flat, np.arange(3), taps, np.empty((3, 4), np.float32))),
         (_gather_runs, (flat, np.arange(3), taps, 3, np.empty((3, 32), np.float32))),
         (_gather_row_runs, (flat, np.arange(3), 5, 2, 4, np.empty((3, 16), np.float32))),
     ]  # fmt: skip
     for kern, args in cases:
-        assert float64_instructions(kern.py_func, *args) == [], kern.__name__
+        assert float64_instructions(getattr(kern, "py_func", kern), *args) == [], kern.__name__
 
 
 # ---- dtypes, conversions, NaN ----------------------------------------------------------------
