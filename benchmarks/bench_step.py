@@ -13,8 +13,8 @@ first, so a busy shared machine slows both alike. The ratio is the median cnnlib
 median PyTorch step (≤ 1 means cnnlib is at least as fast). The per-layer table times each
 layer's forward and backward on its own (the same arrays a step uses) to show the bottleneck.
 
-Importing cnnlib sets ``OMP_WAIT_POLICY=PASSIVE`` (see ``cnnlib/_jit.py``), and PyTorch in the
-same process shares that OpenMP runtime, which slows PyTorch's many small parallel regions.  The
+Importing cnnlib may change OpenMP's settings (``OMP_WAIT_POLICY=PASSIVE`` in a container with a
+CPU limit, see ``cnnlib/_jit.py``), and PyTorch in the same process would share them. The
 target ratio is therefore measured a second way, which is the one the verdict uses: each library
 in processes of its own with its own default settings (PyTorch's never imports cnnlib), the two
 kinds of process alternating, ``--process-rounds`` times.
@@ -376,8 +376,8 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((title, result))
     kept = args.rounds * (args.block - 1)
     print(f"\nOne SGD step (forward, loss, backward, update), in one process: median of {kept} "
-          f"steps each, interleaved in blocks of {args.block} (PyTorch under cnnlib's "
-          "OMP_WAIT_POLICY=PASSIVE)")
+          f"steps each, interleaved in blocks of {args.block} (PyTorch with the OpenMP "
+          "settings importing cnnlib left)")
     header = (f"{'model':<20} | {'cnnlib ms':>9} | {'torch ms':>9} | {'cnnlib/torch':>12} | "
               f"{'per round (IQR)':>15}")
     print(header + "\n" + "-" * len(header))
@@ -414,7 +414,8 @@ def main(argv: list[str] | None = None) -> int:
 def threading_setup(torch) -> str:
     """The settings that decide how the two libraries use the cores."""
     env = ", ".join(f"{k}={os.environ.get(k, 'unset')}"
-                    for k in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"))
+                    for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS",
+                              "OPENBLAS_NUM_THREADS"))
     try:
         layer = numba.threading_layer()
     except ValueError:  # no parallel kernel has run yet

@@ -4,14 +4,21 @@
 (``python -m cnnlib.warmup`` fills the cache), no blanket ``fastmath`` so results match NumPy.
 ``prange`` is re-exported so kernels import both names from here.
 
-OpenMP's idle worker threads spin by default.  On a shared machine (a class on one JupyterHub
-node, Binder's 1–2 cores) the spinning threads compete with the work itself: next to one busy
-process, a training step took 7 ms with GNU OpenMP's default spin, 25 ms with a short spin
-(``GOMP_SPINCOUNT=30000``) and 5.3 ms with ``OMP_WAIT_POLICY=PASSIVE``, which is therefore set
-on import (a value set by the user is kept).  The price, on an otherwise idle 2-vCPU cloud
-machine: a sleeping worker is often woken on the core of the thread that woke it, so after a
-pause parallel kernels may run at one core's speed until the scheduler moves them apart
-(``benchmarks/README.md``).
+How OpenMP's idle worker threads wait is a trade-off (measured on a 2-vCPU cloud machine, see
+``benchmarks/README.md``):
+
+* spinning (GNU OpenMP's default: about 10 ms of busy waiting before sleeping) keeps the workers
+  on their own cores, ready for the next parallel loop. On a machine of one's own (a laptop, a
+  Colab VM) this is fastest: a training step took 3.2 ms against 3.9 ms with passive waiting,
+  and a convolution 1.0 ms against 1.8 ms, because a sleeping worker was often woken on the
+  core of the thread that woke it and both then ran on one core;
+* next to other busy processes the spinning threads take CPU time the work needs: beside one
+  busy process the same step took 7.2 ms spinning and 5.3 ms with ``OMP_WAIT_POLICY=PASSIVE``.
+
+A container with a CPU limit (JupyterHub, Binder) shares its machine with other users, so there
+cnnlib sets ``OMP_WAIT_POLICY=PASSIVE``; elsewhere it keeps OpenMP's default. A value the user
+set for ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` is kept. Both are read when Numba loads its
+OpenMP layer (at the first parallel call), so this runs on import.
 
 Threads only help when there are no more of them than CPUs the process may use.  A JupyterHub
 or Binder container often sees all of a large node's cores but may use only a few (its CPU
@@ -26,15 +33,41 @@ import sys
 
 
 def _cpu_limit() -> float | None:
-    """How many CPUs this container may use, if it is limited: CPU_LIMIT or the cgroup quota."""
-    limits = [_read_number(lambda: os.environ["CPU_LIMIT"])]
-    # cgroup v2: "quota period" (or "max period" when unlimited) in one file
-    limits.append(_read_number(lambda: _ratio(*_read("/sys/fs/cgroup/cpu.max").split()[:2])))
-    # cgroup v1: quota (-1 when unlimited) and period in two files
-    limits.append(_read_number(lambda: _ratio(_read("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"),
-                                              _read("/sys/fs/cgroup/cpu/cpu.cfs_period_us"))))
+    """How many CPUs this container may use, if it is limited: CPU_LIMIT or a cgroup quota."""
+    limits = [_number(os.environ.get, "CPU_LIMIT"), *_cgroup_quotas()]
     limits = [limit for limit in limits if limit is not None and limit > 0]
     return min(limits) if limits else None
+
+
+def _cgroup_quotas() -> list[float | None]:
+    """CPU quotas (CPUs) of this process's cgroup and its parents, cgroup v2 and v1."""
+    try:
+        lines = _read("/proc/self/cgroup").splitlines()
+    except OSError:
+        return []
+    quotas = []
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":  # v2: "quota period", or "max period" when unlimited
+            roots = ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
+            files = ("cpu.max",)
+        elif "cpu" in controllers.split(","):  # v1: quota (-1 when unlimited) and period
+            roots = ["/sys/fs/cgroup/cpu", f"/sys/fs/cgroup/{controllers}"]
+            files = ("cpu.cfs_quota_us", "cpu.cfs_period_us")
+        else:
+            continue
+        parts = [part for part in path.split("/") if part]
+        for root in roots:
+            for depth in range(len(parts), -1, -1):
+                folder = "/".join([root, *parts[:depth]])
+                quotas.append(_number(_quota, folder, files))
+    return quotas
+
+
+def _quota(folder: str, files: tuple[str, ...]) -> float | None:
+    """quota / period from the first two fields of the files, or None when unlimited."""
+    quota, period = " ".join(_read(f"{folder}/{name}") for name in files).split()[:2]
+    return None if quota in ("max", "-1") else int(quota) / int(period)
 
 
 def _read(path: str) -> str:
@@ -42,16 +75,12 @@ def _read(path: str) -> str:
         return file.read().strip()
 
 
-def _ratio(quota: str, period: str) -> float | None:
-    return None if quota in ("max", "-1") else int(quota) / int(period)
-
-
-def _read_number(get) -> float | None:
-    """get(), or None when the file or variable is missing or not a number."""
+def _number(get, *args) -> float | None:
+    """get(*args) as a float, or None when the file or variable is missing or not a number."""
     try:
-        value = get()
+        value = get(*args)
         return None if value is None else float(value)
-    except (KeyError, OSError, ValueError, TypeError):
+    except (OSError, ValueError, TypeError):
         return None
 
 
@@ -65,7 +94,9 @@ def _threads_for_this_machine() -> int:
 
 if "NUMBA_NUM_THREADS" not in os.environ and "numba" not in sys.modules:
     os.environ["NUMBA_NUM_THREADS"] = str(_threads_for_this_machine())
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
+    if _cpu_limit() is not None:  # a container with a CPU limit: the machine is shared
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 from numba import njit, prange  # noqa: E402  (after the environment is set)
 

@@ -30,10 +30,17 @@ def probe(code: str = PROBE, **env: str) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def test_default_is_passive_waiting_on_every_cpu():
+def test_without_a_cpu_limit_openmp_keeps_its_defaults():
+    if _jit._cpu_limit() is not None:
+        pytest.skip("this machine's cgroup limits the CPUs")
     seen = probe()
-    assert seen["spin"] is None and seen["policy"] == "PASSIVE"
-    assert seen["threads"] == _jit._threads_for_this_machine()
+    assert seen["spin"] is None and seen["policy"] is None
+    assert seen["threads"] == len(os.sched_getaffinity(0))
+
+
+def test_a_cpu_limit_means_a_shared_machine_and_passive_waiting():
+    seen = probe(CPU_LIMIT="1")
+    assert seen == {"threads": 1, "spin": None, "policy": "PASSIVE"}
 
 
 @pytest.mark.parametrize(("limit", "threads"), [("0.5", 1), ("1", 1), ("1.5", 2), ("999", None)])
@@ -51,6 +58,7 @@ def test_a_nonsense_cpu_limit_is_ignored():
 def test_the_users_settings_are_kept():
     seen = probe(NUMBA_NUM_THREADS="1", CPU_LIMIT="4", OMP_WAIT_POLICY="ACTIVE")
     assert seen == {"threads": 1, "spin": None, "policy": "ACTIVE"}
+    assert probe(CPU_LIMIT="1", GOMP_SPINCOUNT="1000")["policy"] is None
 
 
 def test_numba_imported_first_keeps_its_thread_count():
@@ -58,15 +66,29 @@ def test_numba_imported_first_keeps_its_thread_count():
     assert probe(code, CPU_LIMIT="0.5")["threads"] == len(os.sched_getaffinity(0))
 
 
-def test_cgroup_quota_is_read(monkeypatch):
-    files = {"/sys/fs/cgroup/cpu.max": "150000 100000\n"}
-    monkeypatch.setattr(_jit, "_read", lambda path: files[path].strip())
+def test_cgroup_quotas_are_read_along_the_path(monkeypatch):
+    files = {
+        "/proc/self/cgroup": "0::/user.slice/session.scope\n3:cpu,cpuacct:/kubepods/pod1\n",
+        "/sys/fs/cgroup/user.slice/session.scope/cpu.max": "max 100000",
+        "/sys/fs/cgroup/user.slice/cpu.max": "150000 100000",  # a parent's limit counts too
+        "/sys/fs/cgroup/cpu/kubepods/pod1/cpu.cfs_quota_us": "-1",
+        "/sys/fs/cgroup/cpu/kubepods/pod1/cpu.cfs_period_us": "100000",
+    }
+
+    def read(path):
+        if path not in files:
+            raise FileNotFoundError(path)
+        return files[path].strip()
+
+    monkeypatch.setattr(_jit, "_read", read)
     monkeypatch.delenv("CPU_LIMIT", raising=False)
     assert _jit._cpu_limit() == 1.5
-    files["/sys/fs/cgroup/cpu.max"] = "max 100000"
-    assert _jit._cpu_limit() is None
-    files.update({"/sys/fs/cgroup/cpu/cpu.cfs_quota_us": "50000",
-                  "/sys/fs/cgroup/cpu/cpu.cfs_period_us": "100000"})
-    assert _jit._cpu_limit() == 0.5
-    monkeypatch.setenv("CPU_LIMIT", "0.25")  # the smaller limit wins
+    files["/sys/fs/cgroup/cpu/kubepods/cpu.cfs_quota_us"] = "50000"
+    files["/sys/fs/cgroup/cpu/kubepods/cpu.cfs_period_us"] = "100000"
+    assert _jit._cpu_limit() == 0.5  # the smallest limit wins
+    monkeypatch.setenv("CPU_LIMIT", "0.25")
     assert _jit._cpu_limit() == 0.25
+    files["/sys/fs/cgroup/user.slice/cpu.max"] = "max 100000"
+    del files["/sys/fs/cgroup/cpu/kubepods/cpu.cfs_quota_us"]
+    monkeypatch.delenv("CPU_LIMIT")
+    assert _jit._cpu_limit() is None
