@@ -4,16 +4,17 @@
 (``python -m cnnlib.warmup`` fills the cache), no blanket ``fastmath`` so results match NumPy.
 ``prange`` is re-exported so kernels import both names from here.
 
-How OpenMP's idle worker threads wait is a trade-off (measured on a 2-vCPU cloud machine, see
-``benchmarks/README.md``):
+How OpenMP's idle worker threads wait is a trade-off (2-vCPU cloud machine, training step of
+a LeNet-like CNN and a 3×3 convolution forward + backward, each in bursts after short pauses;
+``benchmarks/bench_wait_policy.py``):
 
 * spinning (GNU OpenMP's default: about 10 ms of busy waiting before sleeping) keeps the workers
-  on their own cores, ready for the next parallel loop. On a machine of one's own (a laptop, a
-  Colab VM) this is fastest: a training step took 3.2 ms against 3.9 ms with passive waiting,
-  and a convolution 1.0 ms against 1.8 ms, because a sleeping worker was often woken on the
-  core of the thread that woke it and both then ran on one core;
-* next to other busy processes the spinning threads take CPU time the work needs: beside one
-  busy process the same step took 7.2 ms spinning and 5.3 ms with ``OMP_WAIT_POLICY=PASSIVE``.
+  on their own cores, ready for the next parallel loop. On a quiet machine this is fastest:
+  3.1 ms per step and 1.1 ms per convolution, against 4.8 ms and 1.7 ms with passive waiting,
+  whose sleeping worker was often woken on the core of the thread that woke it, both then
+  sharing one core;
+* next to one other busy process, spinning threads take the CPU time the work needs: 6.8 ms per
+  step and 13.7 ms per convolution, against 5.0 ms and 1.7 ms with ``OMP_WAIT_POLICY=PASSIVE``.
 
 A container with a CPU limit (JupyterHub, Binder) shares its machine with other users, so there
 cnnlib sets ``OMP_WAIT_POLICY=PASSIVE``; elsewhere it keeps OpenMP's default. A value the user
