@@ -235,8 +235,11 @@ def test_check_my_conv2d():
     assert wc.check_my_conv2d(lambda x, w, stride=1: None).status == "unanswered"
     assert wc.check_my_conv2d(_loops_conv).status == "correct"
     no_stride = wc.check_my_conv2d(lambda x, w, stride=1: _loops_conv(x, w, 1))
-    assert no_stride.status == "wrong" and "expected shape" in no_stride.text
+    assert no_stride.status == "wrong" and "stride 2" in no_stride.text  # the 2nd case fails
+    assert "（output shape）" in no_stride.text
+    assert "(3, 2)" in no_stride.text and "(5, 4)" in no_stride.text  # wanted, got
     flipped = wc.check_my_conv2d(lambda x, w, stride=1: _loops_conv(x, w[::-1, ::-1], stride))
-    assert flipped.status == "wrong" and "values differ" in flipped.text
+    assert flipped.status == "wrong" and "（values differ）" in flipped.text
+    assert "5×5" in flipped.text  # already the first case
     assert wc.check_my_conv2d(None).status == "unanswered"
     assert "ZeroDivisionError" in wc.check_my_conv2d(lambda x, w, stride=1: 1 / 0).text

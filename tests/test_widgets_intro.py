@@ -126,7 +126,39 @@ def test_checks_accept_right_and_reject_wrong(check, right, wrongs):
 def test_check_shift():
     assert intro.check_shift(lambda x, dy, dx: None).status == "unanswered"
     assert intro.check_shift(intro.shift_image).status == "correct"
+    assert intro.check_shift(None).status == "unanswered"
     rolled = intro.check_shift(lambda x, dy, dx: np.roll(x, (dy, dx), axis=(0, 1)))
     assert rolled.status == "wrong" and "np.roll" in rolled.text
+    assert "（wraps around）" in rolled.text
     swapped = intro.check_shift(lambda x, dy, dx: intro.shift_image(x, dx, dy))
-    assert swapped.status == "wrong"
+    assert swapped.status == "wrong" and "(1, 2)" in swapped.text  # the first case fails
+    assert "wraps around" not in swapped.text
+    cropped = intro.check_shift(lambda x, dy, dx: intro.shift_image(x, dy, dx)[1:])
+    assert cropped.status == "wrong" and "(5, 6)" in cropped.text and "(4, 6)" in cropped.text
+    ragged = intro.check_shift(lambda x, dy, dx: [[1.0, 2.0], [3.0]])
+    assert ragged.status == "wrong" and "（not an array of numbers）" in ragged.text
+
+
+def _fails_on_the_canvas(x, dy, dx):
+    """Right on the small random cases, but raises on the 32×40 canvas of the last call."""
+    if x.shape == intro.CANVAS:
+        raise IndexError("index 40 is out of bounds")
+    return intro.shift_image(x, dy, dx)
+
+
+def test_check_shift_reports_an_exception_of_the_students_code():
+    fb = intro.check_shift(lambda x, dy, dx: 1 / 0)  # must not raise
+    assert fb.status == "wrong" and "実行中にエラー" in fb.text
+    assert "ZeroDivisionError: division by zero" in fb.text
+    fb = intro.check_shift(_fails_on_the_canvas)  # the last call, on the canvas
+    assert fb.status == "wrong" and "IndexError: index 40 is out of bounds" in fb.text
+
+
+def test_check_shift_calls_on_copies():
+    def shift_in_place(x, dy, dx):  # wrong style, but the checker's data must stay intact
+        out = intro.shift_image(x, dy, dx)
+        x[...] = -1.0
+        return out
+
+    fb = intro.check_shift(shift_in_place)
+    assert fb.status == "correct" and "True" in fb.text

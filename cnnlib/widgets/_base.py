@@ -227,21 +227,33 @@ def compare_student_array(fn: Callable, args: Sequence[Any], want: np.ndarray, *
     """
     if is_placeholder(fn):
         return feedback(None)
-    try:
-        got = fn(*args)
-    except Exception as exc:  # the student's code: report, do not crash the notebook
-        return feedback(False, f"実行中にエラー: {type(exc).__name__}: {exc}")
-    if got is None:
-        return feedback(None)
-    try:
-        got = np.asarray(got, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        return feedback(False, f"結果を数の配列に変換できません（not an array of numbers）: {exc}")
+    got, verdict = run_student(fn, *args)
+    if verdict is not None:
+        return verdict
     if got.shape != want.shape:
         return feedback(False, shape_message.format(got=got.shape, want=want.shape))
     if not np.allclose(got, want, rtol=rtol, atol=atol):
         return feedback(False, value_message)
     return None
+
+
+def run_student(fn: Callable, *args: Any) -> tuple[np.ndarray | None, Feedback | None]:
+    """``fn(*args)`` as a float64 array and ``None``, or ``None`` and the (printed) feedback.
+
+    An exception raised by the student's code is reported instead of crashing the notebook;
+    a result of ``None`` means "not answered yet".
+    """
+    try:
+        got = fn(*args)
+    except Exception as exc:  # the student's code: report, do not crash the notebook
+        return None, feedback(False, f"実行中にエラー: {type(exc).__name__}: {exc}")
+    if got is None:
+        return None, feedback(None)
+    try:
+        return np.asarray(got, dtype=np.float64), None
+    except (TypeError, ValueError) as exc:
+        return None, feedback(False, "結果を数の配列に変換できません（not an array of numbers）: "
+                                     f"{exc}")
 
 
 def check_choice(answer: object, right: str, explanation: str,
@@ -271,5 +283,6 @@ __all__ = [
     "float_slider",
     "int_slider",
     "is_placeholder",
+    "run_student",
     "set_range",
 ]

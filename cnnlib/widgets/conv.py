@@ -384,12 +384,14 @@ def check_output_size(answer: object) -> Feedback:
     answer = _whole(answer)
     expected = conv_output_size(32, 5, stride=2, padding=1)
     if not isinstance(answer, (int, np.integer)):
-        return feedback(False, f"an integer size is expected, got {answer!r}; remember the ⌊⌋")
+        return feedback(False, f"大きさは整数のはずですが、{answer!r} でした。"
+                               "切り捨て ⌊⌋ を忘れずに（round down）")
     if answer == expected:
-        return feedback(True, f"(32 + 2 − 4 − 1) = 29, ⌊29/2⌋ + 1 = {expected}")
+        return feedback(True, f"(32 + 2 − 4 − 1) = 29、⌊29/2⌋ + 1 = {expected}")
     if answer == 29 / 2 + 1 or answer == 16:
-        return feedback(False, "the formula rounds down: ⌊29/2⌋ = 14")
-    return feedback(False, "fill in H + 2P − D(K−1) − 1 first, then divide by S and round down")
+        return feedback(False, "式は小数点以下を切り捨てます（rounds down）: ⌊29/2⌋ = 14")
+    return feedback(False, "まず H + 2P − D(K−1) − 1 を計算し、それを S で割って切り捨てます"
+                           "（round down）")
 
 
 def check_same_padding(answer: object) -> Feedback:
@@ -398,13 +400,15 @@ def check_same_padding(answer: object) -> Feedback:
         return feedback(None)
     answer = _whole(answer)
     if not isinstance(answer, (int, np.integer)):
-        return feedback(False, f"padding is a whole number of pixels, got {answer!r}")
+        return feedback(False, "パディングは画素の数なので整数です（whole number of pixels）。"
+                               f"答えは {answer!r} でした")
     sizes = [conv_output_size(h, 5, 1, int(answer), 2) if int(answer) >= 0 else -1
              for h in (16, 17, 32)]
     if sizes == [16, 17, 32]:
-        return feedback(True, "P = D(K−1)/2 = 2·4/2 = 4 keeps every size")
-    return feedback(False, f"with P = {answer} an input of 32 gives {sizes[2]}; "
-                    "solve H + 2P − D(K−1) − 1 + 1 = H for P")
+        return feedback(True, "P = D(K−1)/2 = 2·4/2 = 4 なら、どの大きさの入力でも出力の大きさが"
+                              "変わりません（keeps every size）")
+    return feedback(False, f"P = {answer} だと、大きさ 32 の入力から大きさ {sizes[2]} の出力が"
+                    "できます。H + 2P − D(K−1) − 1 + 1 = H を P について解きましょう")
 
 
 def check_conv_params(answer: object) -> Feedback:
@@ -415,10 +419,13 @@ def check_conv_params(answer: object) -> Feedback:
     if answer == weights + 64:
         return feedback(True, f"64·(3·3·32 + 1) = {weights + 64}")
     if answer == weights:
-        return feedback(False, "the weights are right; add one bias per filter")
+        return feedback(False, "重みの数は合っています。フィルタ 1 枚ごとにバイアスを 1 つ足します"
+                               "（one bias per filter）")
     if answer == 64 * (3 * 3 + 1):
-        return feedback(False, "each filter spans all 32 input channels: k×k×C weights")
-    return feedback(False, "count k·k·C weights per filter, plus one bias, times the filters")
+        return feedback(False, "各フィルタは 32 の入力チャネルすべてにかかるので、重みは k×k×C 個"
+                               "です（all input channels）")
+    return feedback(False, "フィルタ 1 枚あたり重み k·k·C 個とバイアス 1 個、それにフィルタの枚数を"
+                           "掛けます")
 
 
 def check_my_conv2d(fn: Callable) -> Feedback:
@@ -428,24 +435,28 @@ def check_my_conv2d(fn: Callable) -> Feedback:
     for (h, w_), k, s in cases:
         x, w = rng.normal(size=(h, w_)), rng.normal(size=(k, k))
         expected, _ = conv2d_forward(x[None, None], w[None, None], np.zeros(1), stride=s)
-        case = f"x {h}×{w_}, k = {k}, stride {s}"
+        case = f"x が {h}×{w_}、k = {k}、stride {s} のとき"
         verdict = compare_student_array(
             fn, (x, w, s), expected[0, 0], rtol=1e-6, atol=1e-9,
-            shape_message=case + ": expected shape {want}, got {got}",
-            value_message=case + ": the shape is right but the values differ; "
-                                 "is the window x[i·s : i·s + k, j·s : j·s + k]?")
+            shape_message=case + "、出力の形は {want} のはずですが {got} でした（output shape）",
+            value_message=case + "、形は合っていますが値が違います（values differ）。"
+                                 "ウィンドウは x[i·s : i·s + k, j·s : j·s + k] になっていますか？")
         if verdict is not None:
             return verdict
-    return feedback(True, "matches cnnlib.conv.conv2d_forward on 4 cases, strides 1–3")
+    return feedback(True, "stride 1〜3 の 4 つのケースすべてで cnnlib.conv.conv2d_forward と"
+                          "一致します")
 
 
 def check_dropped_rows(answer: object) -> Feedback:
     """演習 5 (explain): why does H = 10, K = 3, S = 4 lose rows? Answer "a", "b" or "c"."""
     return check_choice(
         answer, right="b",
-        explanation="windows start at rows 0 and 4 and cover 0–6; the next would start at 8 "
-                    "and need rows 8–10, so rows 7–9 are never the top of a whole window",
-        hints=dict.fromkeys("ac", "try it in the explorer with the tiny image and S = 4"))
+        explanation="ウィンドウは 0 行目と 4 行目から始まり、0〜6 行目を覆います。"
+                    "次のウィンドウは 8 行目から始まり 8〜10 行目が必要ですが、"
+                    "10 行目はありません。そのため 7〜9 行目は、入力に収まるウィンドウ"
+                    "（whole window）のどれにも入りません",
+        hints=dict.fromkeys("ac", "エクスプローラーで tiny の画像を選び、S = 4 にして"
+                                  "試してみましょう"))
 
 
 __all__ = [

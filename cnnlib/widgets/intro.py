@@ -29,6 +29,7 @@ from cnnlib.widgets._base import (
     feedback,
     int_slider,
     is_placeholder,
+    run_student,
     set_range,
 )
 from cnnlib.widgets.conv import make_filter
@@ -328,12 +329,15 @@ def check_mlp_weights(answer: object) -> Feedback:
         return feedback(None)
     expected = 64 * 64 * 3 * 500
     if answer == expected:
-        return feedback(True, f"64·64·3 = 12,288 inputs × 500 = {expected:,}")
+        return feedback(True, f"64·64·3 = 12,288 個の入力（inputs）× 500 = {expected:,}")
     if answer == expected + 500:
-        return feedback(False, "that includes the 500 biases; the question asks for weights")
+        return feedback(False, "それは 500 個のバイアスも含んだ数です。問われているのは"
+                               "重み（weights）だけです")
     if answer == 64 * 64 * 500:
-        return feedback(False, "each pixel has 3 colour values: multiply by C = 3 as well")
-    return feedback(False, "count the inputs (H·W·C) and multiply by the hidden units")
+        return feedback(False, "各画素は 3 つの色の値を持つので、C = 3 も掛けます"
+                               "（colour channels）")
+    return feedback(False, "入力の数 H·W·C を数え、それに隠れ層のユニット数（hidden units）を"
+                           "掛けます")
 
 
 def check_conv_params(answer: object) -> Feedback:
@@ -341,45 +345,56 @@ def check_conv_params(answer: object) -> Feedback:
     if is_placeholder(answer):
         return feedback(None)
     if answer == 16 * (5 * 5 * 3 + 1):
-        return feedback(True, "16·(5·5·3 + 1) = 1,216, whatever the image size")
+        return feedback(True, "16·(5·5·3 + 1) = 1,216。画像の大きさには関係ありません"
+                              "（whatever the image size）")
     if answer == 16 * 5 * 5 * 3:
-        return feedback(False, "the weights are right; add one bias per filter")
+        return feedback(False, "重みの数は合っています。フィルタ 1 枚ごとにバイアスを 1 つ足します"
+                               "（one bias per filter）")
     if answer == 16 * (5 * 5 + 1):
-        return feedback(False, "a filter covers all C = 3 channels: 5×5×3 weights")
-    return feedback(False, "per filter k·k·C weights + 1 bias; times the number of filters")
+        return feedback(False, "フィルタは C = 3 のチャネルすべてにかかるので、重みは 5×5×3 個です"
+                               "（all channels）")
+    return feedback(False, "フィルタ 1 枚あたり重み k·k·C 個とバイアス 1 個、それにフィルタの枚数を"
+                           "掛けます")
 
 
 def check_shift(fn: Callable) -> Feedback:
     """演習 3: ``fn(x, dy, dx)`` moves a 2-D image down/right, filling with zeros."""
+    if is_placeholder(fn):
+        return feedback(None)
     rng = np.random.default_rng(3)
     for shape, dy, dx in (((5, 6), 1, 2), ((4, 4), 0, 3), ((6, 5), 2, 0), ((3, 3), 0, 0)):
         x = rng.normal(size=shape)
-        got = fn(x.copy(), dy, dx)
-        if got is None:
-            return feedback(None)
-        got = np.asarray(got)
+        got, verdict = run_student(fn, x.copy(), dy, dx)
+        if verdict is not None:
+            return verdict
         expected = shift_image(x, dy, dx)
         if got.shape != x.shape:
-            return feedback(False, f"the result must keep the shape {x.shape}, got {got.shape}")
+            return feedback(False, f"結果は入力と同じ形 {x.shape} のはずですが、{got.shape} でした")
         if not np.allclose(got, expected):
-            hint = " (np.roll wraps around; the edge must be 0)" if np.allclose(
+            hint = ("。np.roll は、はみ出た分が反対側に回り込みます（wraps around）。"
+                    "空いた端は 0 で埋めます") if np.allclose(
                 got, np.roll(x, (dy, dx), axis=(0, 1))) else ""
-            return feedback(False, f"shift ({dy}, {dx}) of a {shape} image is wrong{hint}")
+            return feedback(False, f"{shape} の画像を ({dy}, {dx}) ずらした結果が違います{hint}")
     x = place_object(0, 0)
-    equal = np.allclose(conv_response(fn(x, 2, 3)), shift_image(conv_response(x), 2, 3),
-                        atol=1e-6)
-    return feedback(True, "with your shift, conv(shift(x)) == shift(conv(x)) is " + str(equal))
+    got, verdict = run_student(fn, x.copy(), 2, 3)
+    if verdict is not None:
+        return verdict
+    if got.shape != x.shape:
+        return feedback(False, f"結果は入力と同じ形 {x.shape} のはずですが、{got.shape} でした")
+    equal = np.allclose(conv_response(got), shift_image(conv_response(x), 2, 3), atol=1e-6)
+    return feedback(True, "あなたの関数で確かめると、conv(shift(x)) == shift(conv(x)) は "
+                          f"{equal} です")
 
 
 def check_why_equivariant(answer: object) -> Feedback:
     """演習 4 (explain): why does the conv map move with the input? Answer "a", "b" or "c"."""
     return check_choice(
         answer, right="b",
-        explanation="one filter is used at every position (weight sharing), so whatever it "
-                    "finds is reported wherever it is",
-        hints={"a": "fewer weights alone do not explain it: a small MLP still gives every "
-                    "input position its own weight",
-               "c": "the MLP above uses ReLU too, and its response does not move"})
+        explanation="同じフィルタをすべての位置で使う（weight sharing）ので、フィルタが見つけた"
+                    "ものは、どこにあっても同じように出力に現れます",
+        hints={"a": "重みが少ないだけでは説明できません。小さな MLP でも、入力の位置ごとに別々の"
+                    "重みを持ちます",
+               "c": "上の MLP も ReLU を使っていますが、その応答は入力と一緒に動きません"})
 
 
 __all__ = [

@@ -255,24 +255,29 @@ def _matrix_feedback(answer: object, expected: np.ndarray, what: str) -> Feedbac
     try:
         got = np.asarray(answer, dtype=np.float64)
     except (TypeError, ValueError):
-        return feedback(False, f"write the {what} as a list of rows, e.g. [[1, 2], [3, 4]]")
+        return feedback(False, f"{what}の結果を、行のリスト（list of rows）で書いてください。"
+                               "例: [[1, 2], [3, 4]]")
     if got.shape != expected.shape:
-        return feedback(False, f"the {what} should have shape {expected.shape}, got {got.shape}")
+        return feedback(False, f"{what}の結果の形は {expected.shape} のはずですが、"
+                               f"{got.shape} でした")
     wrong = np.argwhere(~np.isclose(got, expected))
     if len(wrong):
         i, j = wrong[0]
-        return feedback(False, f"{len(wrong)} value(s) differ, e.g. at row {i}, column {j}")
-    return feedback(True, f"{what} = {expected.tolist()}")
+        return feedback(False, f"{len(wrong)} 個の値が違います（values differ）。たとえば行 {i}、"
+                               f"列 {j} です（0 から数えます）")
+    return feedback(True, f"{what}の結果 = {expected.tolist()}")
 
 
 def check_max_pool(answer: object) -> Feedback:
     """演習 1: 2×2 max pooling (stride 2) of ``EXERCISE_X`` by hand."""
-    return _matrix_feedback(answer, pool2d(EXERCISE_X, 2, mode="max"), "max pool")
+    return _matrix_feedback(answer, pool2d(EXERCISE_X, 2, mode="max"),
+                            "最大プーリング（max pooling）")
 
 
 def check_avg_pool(answer: object) -> Feedback:
     """演習 2: 2×2 average pooling (stride 2) of ``EXERCISE_X`` by hand."""
-    return _matrix_feedback(answer, pool2d(EXERCISE_X, 2, mode="avg"), "average pool")
+    return _matrix_feedback(answer, pool2d(EXERCISE_X, 2, mode="avg"),
+                            "平均プーリング（average pooling）")
 
 
 def check_pool_output_size(answer: object) -> Feedback:
@@ -281,10 +286,11 @@ def check_pool_output_size(answer: object) -> Feedback:
         return feedback(None)
     expected = conv_output_size(28, 3, 2)
     if answer == expected:
-        return feedback(True, f"⌊(28 − 3)/2⌋ + 1 = {expected}; the last row is dropped")
+        return feedback(True, f"⌊(28 − 3)/2⌋ + 1 = {expected}。最後の行は捨てられます"
+                              "（the last row is dropped）")
     if answer == 14:
-        return feedback(False, "28/2 would be right for a 2×2 window; here p = 3")
-    return feedback(False, "use ⌊(H − p)/s⌋ + 1")
+        return feedback(False, "28/2 はウィンドウが 2×2 のときの答えです。ここでは p = 3 です")
+    return feedback(False, "式 ⌊(H − p)/s⌋ + 1 に当てはめましょう")
 
 
 def check_my_avg_pool(fn: Callable) -> Feedback:
@@ -292,24 +298,25 @@ def check_my_avg_pool(fn: Callable) -> Feedback:
     rng = np.random.default_rng(2)
     for shape, p in (((4, 4), 2), ((6, 9), 3), ((5, 7), 2), ((3, 3), 1)):
         x = rng.normal(size=shape)
-        case = f"x {shape}, p = {p}"
+        case = f"x の形 {shape}、p = {p} のとき"
         verdict = compare_student_array(
             fn, (x.copy(), p), pool2d(x, p, mode="avg"), rtol=1e-5, atol=1e-8,
-            shape_message=case + ": expected shape {want}, got {got} "
-                                 "(rows/columns that do not fill a window are dropped)",
-            value_message=case + ": the shape is right, the values not")
+            shape_message=case + "、出力の形は {want} のはずですが {got} でした。ウィンドウを"
+                                 "満たさない行・列は捨てます（dropped）",
+            value_message=case + "、形は合っていますが値が違います（values differ）")
         if verdict is not None:
             return verdict
-    return feedback(True, "matches cnnlib.pool.avg_pool2d_forward, including odd sizes")
+    return feedback(True, "p で割り切れない大きさ（odd sizes）も含めて、"
+                          "cnnlib.pool.avg_pool2d_forward と一致します")
 
 
 def check_why_shift_tolerant(answer: object) -> Feedback:
     """演習 5 (explain): why does max pooling tolerate small shifts? "a", "b" or "c"."""
     return check_choice(
         answer, right="c",
-        explanation="a maximum that moves inside its window gives the same output",
-        hints={"a": "pooling has no weights at all",
-               "b": "pooling throws information away; it adds none"})
+        explanation="最大値がウィンドウの中で動くだけなら、そのウィンドウの出力は変わりません",
+        hints={"a": "プーリングには重みがまったくありません（no weights）",
+               "b": "プーリングは情報を捨てる操作で、情報を加えることはありません"})
 
 
 __all__ = [

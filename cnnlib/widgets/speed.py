@@ -325,26 +325,28 @@ def check_conv_macs(answer: object) -> Feedback:
     try:
         value = int(answer)
     except (TypeError, ValueError):
-        return feedback(False, "answer with one whole number")
+        return feedback(False, "整数 1 つで答えてください（answer with one whole number）")
     if value == expected:
-        return feedback(True, f"64·16·14·14·8·5·5 = {expected:,}: about 0.08 GFLOP (2 per MAC)")
+        return feedback(True, f"64·16·14·14·8·5·5 = {expected:,}、"
+                              "約 0.08 GFLOP（積和 1 回で 2 FLOP）")
     if value == expected // 64:
-        return feedback(False, "that is one sample; the batch has 64")
+        return feedback(False, "それは 1 標本分です。バッチには 64 標本あります")
     if value == expected // 8:
-        return feedback(False, "each output sums over all 8 input channels as well")
+        return feedback(False, "各出力は 8 つの入力チャネルすべての和でもあります"
+                               "（all 8 input channels）")
     if value == conv_macs((64, 8, 14, 14), (16, 8, 5, 5), padding=0):
-        return feedback(False, "with padding 2 the output stays 14×14 (not 10×10)")
-    return feedback(False, "count N·F·H_out·W_out (outputs) times C·K·K (products per output)")
+        return feedback(False, "padding 2 なら出力は 14×14 のままです（10×10 ではありません）")
+    return feedback(False, "出力の数 N·F·H_out·W_out に、出力 1 つあたりの積の数 C·K·K を掛けます")
 
 
 def check_safe_prange(answer: object) -> Feedback:
     """演習 2 (explain): which loop may be the ``prange`` of the dw kernel? "a", "b" or "c"."""
     return check_choice(
         answer, right="b",
-        explanation="iteration f writes dw[f] only, so no two threads share an element",
-        hints={"a": "every sample adds into every dw[f, c, m, q]: two threads "
-                    "read-modify-write the same element and one update is lost",
-               "c": "every output row i also adds into every element of dw"})
+        explanation="反復 f は dw[f] だけに書き込むので、2 つのスレッドが同じ要素を共有しません",
+        hints={"a": "どの標本もすべての dw[f, c, m, q] に足し込みます。2 つのスレッドが同じ要素を"
+                    "「読む → 足す → 書く」と、一方の更新が失われます（lost update）",
+               "c": "どの出力行 i も dw のすべての要素に足し込みます"})
 
 
 def check_db_kernel(fn: Callable) -> Feedback:
@@ -357,13 +359,15 @@ def check_db_kernel(fn: Callable) -> Feedback:
     from numba.core.errors import NumbaPerformanceWarning
 
     if not callable(fn):
-        return feedback(False, "pass the function itself: check_db_kernel(my_db_kernel)")
+        return feedback(False, "関数そのものを渡してください（pass the function itself）: "
+                        "check_db_kernel(my_db_kernel)")
     rng = np.random.default_rng(3)
     db = np.full(3, np.nan)
     try:
         fn(rng.standard_normal((2, 3, 2, 2)), db)
     except Exception as exc:  # the student's code, run as plain Python first
-        return feedback(False, f"running it as plain Python failed: {type(exc).__name__}: {exc}")
+        return feedback(False, f"普通の Python として実行するとエラー（plain Python failed）: "
+                        f"{type(exc).__name__}: {exc}")
     if np.isnan(db).all():
         return feedback(None)
     compiled = njit(parallel=True)(fn)
@@ -376,16 +380,19 @@ def check_db_kernel(fn: Callable) -> Feedback:
                 compiled(dout, db)
         except Exception as exc:  # typing errors are raised on the first call
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            return feedback(False, f"Numba could not compile or run it: {first}")
+            return feedback(False, "Numba がコンパイルまたは実行できません"
+                                   f"（Numba could not compile or run it）: {first}")
         expected = dout.sum(axis=(0, 2, 3))
         if np.isnan(db).any():
-            return feedback(False, f"dout of shape {shape}: some db[f] were never written")
+            return feedback(False, f"dout の形 {shape}: 書き込まれない db[f] があります"
+                                   "（never written）")
         if not np.allclose(db, expected, rtol=1e-10, atol=1e-10):
-            return feedback(False, f"dout of shape {shape}: db differs from dout.sum(axis=(0, 2, "
-                            f"3)) by up to {np.abs(db - expected).max():.3g}")
+            return feedback(False, f"dout の形 {shape}: db が dout.sum(axis=(0, 2, 3)) と最大 "
+                            f"{np.abs(db - expected).max():.3g} 違います（differs）")
     if "prange" not in _source(fn):
-        return feedback(True, "right numbers, but without prange it runs on one thread")
-    return feedback(True, "each iteration of the prange over f owns db[f]: race-free")
+        return feedback(True, "値は正しいですが、prange がないので 1 スレッドで動きます"
+                              "（without prange）")
+    return feedback(True, "prange の反復 f は db[f] だけを持つので、競合がありません（race-free）")
 
 
 def _source(fn: Callable) -> str:
@@ -402,10 +409,11 @@ def check_float32_rounding(answer: object) -> Feedback:
     try:
         value = float(answer)
     except (TypeError, ValueError):
-        return feedback(False, "answer with a number")
+        return feedback(False, "数で答えてください（answer with a number）")
     expected = float(np.float32(1) + np.float32(1e-8))
     if value == expected:
-        return feedback(True, "float32's spacing next to 1 is 2⁻²³ ≈ 1.2e-7, so 1e-8 rounds away")
+        return feedback(True, "1 の隣の float32 の間隔は 2⁻²³ ≈ 1.2e-7 なので、"
+                              "1e-8 は丸めで消えます")
     if abs(value - (1 + 1e-8)) < 1e-12:
-        return feedback(False, "that would need about 9 significant digits; float32 keeps ~7")
-    return feedback(False, "think of float32's spacing between 1 and the next number, 2⁻²³")
+        return feedback(False, "それには有効数字が約 9 桁必要です。float32 は約 7 桁しか持ちません")
+    return feedback(False, "1 と、その次に大きい float32 の数との間隔 2⁻²³ を考えましょう")
