@@ -6,7 +6,8 @@ Model (a), LeNet-like, on 1×28×28: Conv2d(1,8,5,pad 2) ReLU MaxPool2 Conv2d(8,
 MaxPool2 Flatten Linear(784,10). Model (b), a BatchNorm CNN on 3×32×32: Conv2d(3,16,3,pad 1) BN
 ReLU MaxPool2 Conv2d(16,32,3,pad 1) BN ReLU MaxPool2 Flatten Linear(2048,10). Batch 64.
 
-A step is forward, softmax cross-entropy, backward and a plain SGD update. Both libraries start
+A step is forward, softmax cross-entropy, backward (without a gradient of the images, in both
+libraries: ``model.backward(dlogits, input_grad=False)``) and a plain SGD update. Both start
 from the same weights (one step is compared first, so the two really are the same network) and
 are timed side by side: ``rounds`` rounds of ``block`` steps each, alternating which library goes
 first, so a busy shared machine slows both alike. The ratio is the median cnnlib step over the
@@ -102,7 +103,7 @@ def cnnlib_step(model: L.Sequential, optimizer: SGD, x: np.ndarray,
     def step() -> float:
         logits = model.forward(x)
         loss, dlogits = softmax_cross_entropy(logits, labels)
-        model.backward(dlogits)
+        model.backward(dlogits, input_grad=False)  # as PyTorch: no gradient of the images
         optimizer.step()
         return loss
 
@@ -170,8 +171,11 @@ def cnnlib_layer_step(model: L.Sequential, x: np.ndarray, labels: np.ndarray,
     _, dout = softmax_cross_entropy(h, labels)
     t[k_layers, 0] = time.perf_counter() - start
     for k in reversed(range(k_layers)):
-        start = time.perf_counter()
-        dout = model.layers[k].backward(dout)
+        layer, start = model.layers[k], time.perf_counter()
+        if k == 0 and isinstance(layer, L.Conv2d):  # as in a real step: no input gradient
+            dout = layer.backward(dout, input_grad=False)
+        else:
+            dout = layer.backward(dout)
         t[k, 1] = time.perf_counter() - start
     start = time.perf_counter()
     optimizer.step()

@@ -172,7 +172,9 @@ class Conv2d(Layer):
     """2-D convolution: ``params["w"]`` (C_out, C_in, KH, KW), ``params["b"]`` (C_out,).
 
     x (N, C_in, H, W) → out (N, C_out, H_out, W_out) via ``conv2d_forward``; ``backward``
-    stores dw, db in ``grads`` and returns dx. He init with fan_in = C_in·KH·KW, zero bias.
+    stores dw, db in ``grads`` and returns dx (``backward(dout, input_grad=False)`` skips dx
+    and returns None: for a first layer, whose input is data). He init with fan_in =
+    C_in·KH·KW, zero bias.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
@@ -198,8 +200,8 @@ class Conv2d(Layer):
                                                self.stride, self.padding, self.dilation)
         return out
 
-    def backward(self, dout: np.ndarray) -> np.ndarray:
-        dx, dw, db = conv.conv2d_backward(dout, self._saved())
+    def backward(self, dout: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        dx, dw, db = conv.conv2d_backward(dout, self._saved(), need_dx=input_grad)
         self._store_grads(w=dw, b=db)
         return dx
 
@@ -527,6 +529,9 @@ class Sequential(Layer):
     ``params`` / ``grads`` are read-only views keyed ``"<index>.<name>"`` (``"0.w"``) over the
     layers' own dicts (the arrays are shared, not copied). A ``ValueError`` / ``TypeError``
     raised inside a layer is re-raised with the layer's index and repr in front of the message.
+    ``backward(dout, input_grad=False)`` fills every layer's ``grads`` but returns None instead
+    of ∂L/∂x: a training step needs no gradient of the images, and a first ``Conv2d`` then
+    skips computing it (as PyTorch does for inputs that do not require grad).
     """
 
     def __init__(self, *layers: Layer) -> None:
@@ -561,14 +566,20 @@ class Sequential(Layer):
             x = self._run(k, layer.forward, x)
         return x
 
-    def backward(self, dout: np.ndarray) -> np.ndarray:
-        for k in reversed(range(len(self.layers))):
+    def backward(self, dout: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        for k in reversed(range(1, len(self.layers))):
             dout = self._run(k, self.layers[k].backward, dout)
-        return dout
+        if not self.layers:
+            return dout
+        first = self.layers[0]
+        if isinstance(first, (Conv2d, Sequential)):
+            return self._run(0, first.backward, dout, input_grad=input_grad)
+        dx = self._run(0, first.backward, dout)
+        return dx if input_grad else None
 
-    def _run(self, k: int, method, array: np.ndarray) -> np.ndarray:
+    def _run(self, k: int, method, array: np.ndarray, **options: bool) -> np.ndarray:
         try:
-            return method(array)
+            return method(array, **options)
         except (ValueError, TypeError) as exc:
             if type(exc) not in (ValueError, TypeError):
                 raise

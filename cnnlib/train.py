@@ -176,7 +176,8 @@ def fit(
 
     Each epoch shuffles the samples with ``rng`` (a Generator or a seed), then for every batch:
     ``logits = model.forward(xb)``, ``loss, dlogits = softmax_cross_entropy(logits, yb)``,
-    ``model.backward(dlogits)``, ``optimizer.step()``. ``lr_schedule`` is either a function of
+    ``model.backward(dlogits)`` (with ``input_grad=False`` for a ``Sequential``: no gradient
+    of the images), ``optimizer.step()``. ``lr_schedule`` is either a function of
     the training progress t (in epochs, a float from 0 to ``epochs``) that returns the lr set
     before every step, or an object with ``step()`` (``cnnlib.optim.StepLR``), called after
     every epoch. After each epoch the model is evaluated on ``test_data``, a line is printed
@@ -213,7 +214,10 @@ def fit(
             xb, yb = x[idx], y[idx]
             logits = model.forward(xb)
             loss, dlogits = softmax_cross_entropy(logits, yb)
-            model.backward(dlogits)
+            if isinstance(model, (Sequential, Conv2d)):  # no gradient of the images: skip ∂L/∂x
+                model.backward(dlogits, input_grad=False)
+            else:
+                model.backward(dlogits)
             optimizer.step()
             hits = int(np.sum(logits.argmax(axis=1) == yb))
             loss_sum += float(loss) * len(idx)

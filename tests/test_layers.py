@@ -358,6 +358,43 @@ def test_sequential_runs_forward_in_order_and_backward_in_reverse():
                      ("backward", 5), ("backward", 3), ("backward", 2)]
 
 
+@pytest.mark.parametrize("nested", [False, True], ids=["flat", "nested"])
+def test_backward_without_input_grad_fills_the_same_grads(nested):
+    model = small_model(np.float64)
+    if nested:  # the first layer is itself a Sequential starting with a Conv2d
+        model = L.Sequential(L.Sequential(*model.layers[:4]), *model.layers[4:])
+    x = rng(5).standard_normal((4, 1, 8, 8))
+    dout = rng(6).standard_normal(model.forward(x).shape)
+    dx = model.backward(dout)
+    full = {name: g.copy() for name, g in model.grads.items()}
+    assert dx.shape == x.shape
+    assert model.backward(dout, input_grad=False) is None
+    for name, g in model.grads.items():
+        assert_array_equal(g, full[name], err_msg=name)
+
+
+def test_backward_without_input_grad_with_another_first_layer():
+    model = L.Sequential(L.Flatten(), L.Linear(12, 3, rng=rng(), dtype=F64))
+    x = rng(1).standard_normal((2, 3, 2, 2))
+    dout = np.ones((2, 3))
+    model.forward(x)
+    assert model.backward(dout).shape == x.shape
+    grads = {name: g.copy() for name, g in model.grads.items()}
+    assert model.backward(dout, input_grad=False) is None
+    for name, g in model.grads.items():
+        assert_array_equal(g, grads[name])
+
+
+def test_conv2d_backward_without_input_grad_returns_none():
+    layer = L.Conv2d(2, 3, 3, padding=1, rng=rng(), dtype=F64)
+    x = rng(1).standard_normal((2, 2, 5, 5))
+    dout = rng(2).standard_normal(layer.forward(x).shape)
+    dx = layer.backward(dout)
+    dw = layer.grads["w"].copy()
+    assert dx.shape == x.shape and layer.backward(dout, input_grad=False) is None
+    assert_array_equal(layer.grads["w"], dw)
+
+
 def test_sequential_parameters_share_the_layers_arrays():
     model = small_model(np.float32)
     names = [name for name, _, _ in model.named_parameters()]

@@ -61,6 +61,37 @@ def test_fit_learns_the_shapes_well_above_chance(shapes):
     assert history.train_loss[-1] < history.train_loss[0]
 
 
+def test_fit_also_trains_a_model_of_ones_own(shapes):
+    """A model class of one's own: forward, backward(dout), parameters(), train(), eval()."""
+
+    class Mine:
+        def __init__(self):
+            self.net = logistic()
+            self.training = True
+
+        def forward(self, x):
+            return self.net.forward(x)
+
+        def backward(self, dout):  # no input_grad keyword
+            return self.net.backward(dout)
+
+        def parameters(self):
+            return self.net.parameters()
+
+        def train(self, mode=True):
+            self.training = mode
+            self.net.train(mode)
+            return self
+
+        def eval(self):
+            return self.train(False)
+
+    model = Mine()
+    history = fit(model, SGD(model, lr=0.1), *shapes, epochs=2, batch_size=64, rng=0,
+                  progress=False, verbose=False)
+    assert history.train_loss[-1] < history.train_loss[0]
+
+
 def test_with_lr_zero_the_epoch_averages_equal_evaluate(shapes):
     # nothing changes and the model has no batch statistics, so the running means over
     # uneven batches (1200 = 7·160 + 80) must equal the loss and accuracy of the whole set
