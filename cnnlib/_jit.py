@@ -10,11 +10,11 @@ a LeNet-like CNN and a 3×3 convolution forward + backward, each in bursts after
 
 * spinning (GNU OpenMP's default: about 10 ms of busy waiting before sleeping) keeps the workers
   on their own cores, ready for the next parallel loop. On a quiet machine this is fastest:
-  3.1 ms per step and 1.1 ms per convolution, against 4.8 ms and 1.7 ms with passive waiting,
+  3.1 ms per step and 1.0 ms per convolution, against 4.7 ms and 1.7 ms with passive waiting,
   whose sleeping worker was often woken on the core of the thread that woke it, both then
   sharing one core;
-* next to one other busy process, spinning threads take the CPU time the work needs: 6.8 ms per
-  step and 13.7 ms per convolution, against 5.0 ms and 1.7 ms with ``OMP_WAIT_POLICY=PASSIVE``.
+* next to one other busy process, spinning threads take the CPU time the work needs: 7 ms per
+  step and 14–23 ms per convolution, against 5 ms and 1.7–1.9 ms with ``OMP_WAIT_POLICY=PASSIVE``.
 
 A container with a CPU limit (JupyterHub, Binder) shares its machine with other users, so there
 cnnlib sets ``OMP_WAIT_POLICY=PASSIVE``; elsewhere it keeps OpenMP's default. A value the user
