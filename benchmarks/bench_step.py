@@ -172,7 +172,7 @@ def cnnlib_layer_step(model: L.Sequential, x: np.ndarray, labels: np.ndarray,
     t[k_layers, 0] = time.perf_counter() - start
     for k in reversed(range(k_layers)):
         layer, start = model.layers[k], time.perf_counter()
-        if k == 0 and isinstance(layer, L.Conv2d):  # as in a real step: no input gradient
+        if k == 0 and layer.skips_input_grad:  # as in a real step: no input gradient
             dout = layer.backward(dout, input_grad=False)
         else:
             dout = layer.backward(dout)

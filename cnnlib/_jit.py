@@ -85,18 +85,18 @@ def _number(get, *args) -> float | None:
         return None
 
 
-def _threads_for_this_machine() -> int:
-    """CPUs this process may run on, capped by the container's CPU limit rounded up."""
+def _threads_for_this_machine(limit: float | None) -> int:
+    """CPUs this process may run on, capped by the container's CPU ``limit`` rounded up."""
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     cpus = cpus or 1
-    limit = _cpu_limit()
     return cpus if limit is None else max(1, min(cpus, math.ceil(limit)))
 
 
+_limit = _cpu_limit()
 if "NUMBA_NUM_THREADS" not in os.environ and "numba" not in sys.modules:
-    os.environ["NUMBA_NUM_THREADS"] = str(_threads_for_this_machine())
+    os.environ["NUMBA_NUM_THREADS"] = str(_threads_for_this_machine(_limit))
 if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
-    if _cpu_limit() is not None:  # a container with a CPU limit: the machine is shared
+    if _limit is not None:  # a container with a CPU limit: the machine is shared
         os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 from numba import njit, prange  # noqa: E402  (after the environment is set)

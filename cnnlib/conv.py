@@ -330,13 +330,14 @@ def _fast_backward_kernel(
         patches[:, K + _RUN] = 1
         dout_rows = _padded_zeros(F4, L, x.dtype)  # (F4, L), zero in rows ≥ F, dropped columns
         dcols = _padded_zeros(K, L, x.dtype)  # (K, L)
-        dw_db = _padded_zeros(F4, max(K4, K + _RUN + 1), x.dtype)  # db in column K + _RUN
+        dw_db = _padded_zeros(F4, K + _RUN + 1, x.dtype)  # dw in columns < K4, db in K + _RUN
         for n in range(t * N // T, (t + 1) * N // T):
             _pad_into(x[n], ph, pw, Hp, Wp, xp)
-            for f in range(F):
-                for i in range(H_out):
-                    row = dout[n, f, i * W_out : (i + 1) * W_out]
-                    _copy(row, dout_rows[f, i * row_len : i * row_len + W_out])
+            if wide or need_dx:
+                for f in range(F):
+                    for i in range(H_out):
+                        row = dout[n, f, i * W_out : (i + 1) * W_out]
+                        _copy(row, dout_rows[f, i * row_len : i * row_len + W_out])
             if wide:  # tap k's values are the run xp[offs[k] : offs[k] + L]: read in place
                 _gemm_dots(dout_rows, L, xp, offs4, dw_db)
                 for f in range(F):

@@ -106,6 +106,9 @@ class Layer:
     and return the layer, as in PyTorch.
     """
 
+    #: True when ``backward(dout, input_grad=False)`` skips ∂L/∂x (and returns None)
+    skips_input_grad = False
+
     def __init__(self) -> None:
         self.params: dict[str, np.ndarray] = {}
         self.grads: dict[str, np.ndarray] = {}
@@ -199,6 +202,8 @@ class Conv2d(Layer):
         out, self._cache = conv.conv2d_forward(x, self.params["w"], self.params["b"],
                                                self.stride, self.padding, self.dilation)
         return out
+
+    skips_input_grad = True
 
     def backward(self, dout: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         dx, dw, db = conv.conv2d_backward(dout, self._saved(), need_dx=input_grad)
@@ -534,6 +539,8 @@ class Sequential(Layer):
     skips computing it (as PyTorch does for inputs that do not require grad).
     """
 
+    skips_input_grad = True
+
     def __init__(self, *layers: Layer) -> None:
         for k, layer in enumerate(layers):
             if isinstance(layer, type) and issubclass(layer, Layer):
@@ -572,7 +579,7 @@ class Sequential(Layer):
         if not self.layers:
             return dout
         first = self.layers[0]
-        if isinstance(first, (Conv2d, Sequential)):
+        if first.skips_input_grad:
             return self._run(0, first.backward, dout, input_grad=input_grad)
         dx = self._run(0, first.backward, dout)
         return dx if input_grad else None

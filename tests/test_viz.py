@@ -14,6 +14,7 @@ from cnnlib.widgets._base import (
     feedback,
     int_slider,
     is_placeholder,
+    number_answer,
     set_range,
 )
 
@@ -257,6 +258,17 @@ def test_compare_student_array_reports_unanswered_and_errors_without_raising():
     assert fb.status == "wrong" and "AttributeError" in fb.text
     fb = _compare(lambda a: [[1, "x"]])
     assert fb.status == "wrong" and "not an array of numbers" in fb.text
+
+
+def test_number_answer(capsys):
+    assert number_answer(None)[1].status == "unanswered"
+    assert number_answer("0.25") == (0.25, None)
+    assert number_answer(15.0, whole=True) == (15, None)
+    for bad in ("many", [1, 2], 15.5):  # 15.5 is not silently cut to 15
+        value, verdict = number_answer(bad, whole=True)
+        assert value is None and verdict.status == "wrong" and "whole number" in verdict.text
+    assert "例: 0.5 ** 3" in number_answer("x", example="0.5 ** 3")[1].text
+    assert "✗" in capsys.readouterr().out
 
 
 def test_check_choice(capsys):

@@ -199,6 +199,7 @@ def test_check_conv_macs(capsys):
     assert "10×10" not in speed.check_conv_macs(64 * 16 * 14 * 14 * 8 * 25).text
     assert "14×14" in speed.check_conv_macs(64 * 16 * 10 * 10 * 8 * 25).text
     assert not speed.check_conv_macs(12345)
+    assert not speed.check_conv_macs(64 * 16 * 14 * 14 * 8 * 25 + 0.5)  # not cut to a whole number
     assert not speed.check_conv_macs("many")
     assert "✓" in capsys.readouterr().out
 

@@ -256,6 +256,29 @@ def run_student(fn: Callable, *args: Any) -> tuple[np.ndarray | None, Feedback |
                                      f"{exc}")
 
 
+def number_answer(answer: object, whole: bool = False,
+                  example: str = "") -> tuple[float | int | None, Feedback | None]:
+    """The student's number and ``None``, or ``None`` and the (printed) feedback.
+
+    ``None`` / ``...`` means "not answered yet"; anything ``float()`` cannot read is asked for
+    a number. With ``whole=True`` the answer must be a whole number (15.0 counts as 15; 15.5 is
+    not silently cut to 15) and is returned as an ``int``. ``example`` is added to the request.
+    """
+    if is_placeholder(answer):
+        return None, feedback(None)
+    kind = "整数（whole number）" if whole else "数（number）"
+    request = f"{kind}で答えてください" + (f"（例: {example}）" if example else "")
+    try:
+        value = float(answer)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        return None, feedback(False, request)
+    if not whole:
+        return value, None
+    if not value.is_integer():
+        return None, feedback(False, request)
+    return int(value), None
+
+
 def check_choice(answer: object, right: str, explanation: str,
                  hints: Mapping[str, str]) -> Feedback:
     """Judge a multiple-choice answer: one of "a", "b", "c" (case and spaces ignored).
@@ -283,6 +306,7 @@ __all__ = [
     "float_slider",
     "int_slider",
     "is_placeholder",
+    "number_answer",
     "run_student",
     "set_range",
 ]

@@ -32,6 +32,7 @@ from cnnlib.widgets._base import (
     float_slider,
     int_slider,
     is_placeholder,
+    number_answer,
 )
 
 # --------------------------------------------------------------------------- 1. flatten, linear
@@ -331,21 +332,12 @@ def plot_gelu_vs_relu() -> Figure:
 # --------------------------------------------------------------------------- exercises
 
 
-def _number(answer: object) -> float | None:
-    try:
-        return float(answer)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-
-
 def check_linear_params(answer: object) -> Feedback:
     """Exercise 1: parameters of Linear after Flatten of (16, 8, 8) to 10 outputs (10·1024 + 10)."""
-    if is_placeholder(answer):
-        return feedback(None)
-    value = _number(answer)
+    value, verdict = number_answer(answer, whole=True)
+    if verdict is not None:
+        return verdict
     want = 16 * 8 * 8 * 10 + 10
-    if value is None:
-        return feedback(False, "整数で答えてください。")
     if value == want:
         return feedback(True, f"W は (10, 1024) で 10,240 個、b が 10 個、合計 {want:,}。")
     if value == 16 * 8 * 8 * 10:
@@ -359,12 +351,10 @@ def check_linear_params(answer: object) -> Feedback:
 
 def check_sigmoid_bound(answer: object) -> Feedback:
     """Exercise 2: the largest factor 10 sigmoid layers can multiply a gradient by: (1/4)^10."""
-    if is_placeholder(answer):
-        return feedback(None)
-    value = _number(answer)
+    value, verdict = number_answer(answer, example="0.5 ** 3")
+    if verdict is not None:
+        return verdict
     want = 0.25**10
-    if value is None:
-        return feedback(False, "数で答えてください（例: 0.5 ** 3）。")
     if np.isclose(value, want, rtol=1e-6):
         return feedback(True, f"σ'(x) ≤ σ'(0) = 1/4 なので (1/4)^10 ≈ {want:.2e}。"
                               "重みが大きくない限り、勾配は層ごとに 4 分の 1 以下になります。")

@@ -35,6 +35,7 @@ from cnnlib.widgets._base import (
     float_slider,
     int_slider,
     is_placeholder,
+    number_answer,
     set_range,
 )
 
@@ -572,12 +573,9 @@ def check_conv_dw(fn: Callable) -> Feedback:
 
 def check_max_learning_rate(answer: object) -> Feedback:
     """Exercise 3: the largest stable learning rate for L = ½·λ·w² with λ = 10 (= 2/λ)."""
-    if is_placeholder(answer):
-        return feedback(None)
-    try:
-        value = float(answer)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return feedback(False, "数で答えてください。")
+    value, verdict = number_answer(answer)
+    if verdict is not None:
+        return verdict
     if np.isclose(value, 0.2, rtol=1e-6):
         return feedback(True, "w ← (1 − ηλ)·w なので |1 − ηλ| < 1、つまり η < 2/λ = 0.2。")
     if np.isclose(value, 0.1, rtol=1e-6):

@@ -37,6 +37,7 @@ from cnnlib.widgets._base import (
     float_slider,
     int_slider,
     is_placeholder,
+    number_answer,
 )
 
 CHANNELS = ("R", "G", "B")
@@ -530,12 +531,9 @@ def check_batch_norm(fn: Callable) -> Feedback:
 
 def check_gn_count(answer: object) -> Feedback:
     """Exercise 3: how many values share one mean in GroupNorm with N=8, C=32, H=W=16, G=4."""
-    if is_placeholder(answer):
-        return feedback(None)
-    try:
-        value = int(answer)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return feedback(False, "整数で答えてください。")
+    value, verdict = number_answer(answer, whole=True)
+    if verdict is not None:
+        return verdict
     want = (32 // 4) * 16 * 16
     if value == want:
         return feedback(True, f"C/G·H·W = 8·16·16 = {want}。N には依存しません。")

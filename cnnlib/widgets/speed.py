@@ -33,7 +33,7 @@ from cnnlib.layers import Sequential
 from cnnlib.losses import softmax_cross_entropy
 from cnnlib.train import is_small
 from cnnlib.viz import show_table
-from cnnlib.widgets._base import Feedback, check_choice, feedback, is_placeholder
+from cnnlib.widgets._base import Feedback, check_choice, feedback, number_answer
 
 __all__ = [
     "Timing",
@@ -319,13 +319,10 @@ LENET_CONV2 = {"x_shape": (64, 8, 14, 14), "w_shape": (16, 8, 5, 5), "padding": 
 def check_conv_macs(answer: object) -> Feedback:
     """演習 1: multiply-adds of LeNet's second convolution (batch 64, 8 → 16 channels, 5×5,
     padding 2 on 14×14)."""
-    if is_placeholder(answer):
-        return feedback(None)
+    value, verdict = number_answer(answer, whole=True)
+    if verdict is not None:
+        return verdict
     expected = conv_macs(**LENET_CONV2)
-    try:
-        value = int(answer)
-    except (TypeError, ValueError):
-        return feedback(False, "整数 1 つで答えてください（answer with one whole number）")
     if value == expected:
         return feedback(True, f"64·16·14·14·8·5·5 = {expected:,}、"
                               "約 0.08 GFLOP（積和 1 回で 2 FLOP）")
@@ -404,12 +401,9 @@ def _source(fn: Callable) -> str:
 
 def check_float32_rounding(answer: object) -> Feedback:
     """演習 4 (derive): the value of ``np.float32(1) + np.float32(1e-8)``."""
-    if is_placeholder(answer):
-        return feedback(None)
-    try:
-        value = float(answer)
-    except (TypeError, ValueError):
-        return feedback(False, "数で答えてください（answer with a number）")
+    value, verdict = number_answer(answer)
+    if verdict is not None:
+        return verdict
     expected = float(np.float32(1) + np.float32(1e-8))
     if value == expected:
         return feedback(True, "1 の隣の float32 の間隔は 2⁻²³ ≈ 1.2e-7 なので、"
