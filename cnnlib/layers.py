@@ -4,11 +4,19 @@ Each layer calls one forward/backward pair of the math layer (``conv2d_forward``
 what the pair needs between the two calls:
 
 * ``params`` — the learnable arrays (``"w"``, ``"b"`` or ``"gamma"``, ``"beta"``); ``{}`` if none;
-* ``grads``  — ∂L/∂param with the same keys and shapes. ``backward`` **overwrites** them in
-  place (it does not add to them), so the arrays an optimiser holds stay the same objects;
+* ``grads``  — ∂L/∂param with the same keys and shapes, written in place so that the arrays an
+  optimiser holds stay the same objects;
 * ``training`` — set by ``train()`` / ``eval()``; only ``BatchNorm2d`` behaves differently.
 
-``Sequential(*layers)`` runs the forward in order and the backward in reverse.
+A subclass writes two methods: ``_forward(x) -> (out, cache)`` and
+``_backward(dout, cache, input_grad) -> (dx, {name: gradient})``; the base class keeps the
+caches, so that one layer object can be used several times (a shared activation, tied weights).
+Each ``forward`` records one use; ``backward`` goes back through the uses, latest first, and the
+parameter gradients are the **sum** over the uses, as in PyTorch (the first backward after a
+forward overwrites ``grads``, the following ones of the same forward round add to them).
+
+``Sequential(*layers)`` runs the forward in order and the backward in reverse; each of its
+forward passes starts a new round for all its layers.
 Weights use He (Kaiming) normal initialisation, std = √(2 / fan_in), drawn from ``rng``
 (a ``numpy.random.Generator``), so one seed reproduces a model. Notebook 06 builds a CNN
 from these classes and trains it with ``cnnlib.optim.SGD``.
@@ -16,9 +24,11 @@ from these classes and trains it with ``cnnlib.optim.SGD``.
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
 from collections.abc import Iterator
+from functools import partial
 from typing import NamedTuple
 
 import numpy as np
@@ -98,28 +108,90 @@ def _pool_padding(padding: tuple[int, int], kernel_size: tuple[int, int]) -> tup
     return padding
 
 
+#: How many uses of one layer are remembered between two backward passes. A layer called in a
+#: loop without backward (plots, widgets) forgets its oldest uses instead of growing without end;
+#: a backward that would need a forgotten use raises instead of returning a wrong number.
+MAX_USES = 64
+
+
+def backward_params(layer: object, dout: np.ndarray) -> None:
+    """``layer.backward(dout, input_grad=False)``: fill the parameter gradients, skip ∂L/∂x
+    where the layer can; a hand-written layer whose ``backward(dout)`` has no ``input_grad``
+    is called without it."""
+    if "input_grad" in inspect.signature(layer.backward).parameters:
+        layer.backward(dout, input_grad=False)
+    else:
+        layer.backward(dout)
+
+
 class Layer:
-    """Base class: ``forward(x) -> out``, ``backward(dout) -> dx``, ``params``/``grads`` dicts.
+    """Base class: ``forward(x) -> out``, ``backward(dout, input_grad=True) -> dx``,
+    ``params``/``grads`` dicts.
 
-    ``layer(x)`` is ``layer.forward(x)``. ``backward`` uses the cache of the latest ``forward``
-    and raises ``RuntimeError`` when there is none. ``train()`` / ``eval()`` set ``training``
-    and return the layer, as in PyTorch.
+    ``layer(x)`` is ``layer.forward(x)``. ``backward`` raises ``RuntimeError`` when ``forward``
+    has not run. ``backward(dout, input_grad=False)`` fills ``grads`` and returns None: for a
+    first layer, whose input is data (``Conv2d`` then skips computing ∂L/∂x). ``train()`` /
+    ``eval()`` set ``training`` and return the layer, as in PyTorch.
+
+    Uses: every ``forward`` since the last round began pushes its cache; ``backward`` takes them
+    back latest first, overwriting ``grads`` at the first and adding at the next ones. After the
+    earliest use, another ``backward`` starts again from the latest (a repeated backward pass
+    gives the same gradients). A ``forward`` after a ``backward`` begins a new round.
     """
-
-    #: True when ``backward(dout, input_grad=False)`` skips ∂L/∂x (and returns None)
-    skips_input_grad = False
 
     def __init__(self) -> None:
         self.params: dict[str, np.ndarray] = {}
         self.grads: dict[str, np.ndarray] = {}
         self.training = True
-        self._cache: object = None
+        self._new_round()
+
+    # -- what a subclass writes
+    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, object]:
+        raise NotImplementedError
+
+    def _backward(self, dout: np.ndarray, cache: object,
+                  input_grad: bool) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
+        raise NotImplementedError
+
+    # -- uses and gradients
+    def _new_round(self) -> None:
+        self._uses: list[object] = []  # one forward cache per use, oldest first
+        self._pending = 0  # uses still waiting for their backward in this pass
+        self._forgotten = 0  # uses dropped beyond MAX_USES
+        self._backward_done = False
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        if self._backward_done:
+            self._new_round()
+        out, cache = self._forward(x)
+        self._uses.append(cache)
+        if len(self._uses) > MAX_USES:
+            del self._uses[0]
+            self._forgotten += 1
+        self._pending = len(self._uses)
+        return out
 
-    def backward(self, dout: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+    def backward(self, dout: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        name = type(self).__name__
+        if not self._uses:
+            raise RuntimeError(f"{name}.backward: call forward before backward")
+        if self._pending == 0:  # every use is done: a repeated backward pass
+            if self._forgotten:
+                raise RuntimeError(
+                    f"{name}.backward was called more often than this layer can remember: it "
+                    f"keeps its last {MAX_USES} uses since the previous backward pass. Run the "
+                    f"forward pass again before calling backward.")
+            self._pending = len(self._uses)
+        accumulate = self._pending < len(self._uses)
+        self._pending -= 1
+        dx, grads = self._backward(dout, self._uses[self._pending], bool(input_grad))
+        for key, g in grads.items():
+            if accumulate:
+                self.grads[key] += g
+            else:
+                self.grads[key][...] = g  # in place: optimisers hold these arrays
+        self._backward_done = True
+        return dx if input_grad else None
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.forward(x)
@@ -132,7 +204,7 @@ class Layer:
         return self.train(False)
 
     def parameters(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Yield ``(param, grad)`` array pairs: what an optimiser updates in place."""
+        """Yield ``(param, grad)`` array pairs, each array once: what an optimiser updates."""
         for _, p, g in self.named_parameters():
             yield p, g
 
@@ -150,16 +222,6 @@ class Layer:
         """Set every gradient to 0 in place."""
         for _, g in self.parameters():
             g.fill(0)
-
-    def _saved(self) -> object:
-        """The forward cache, or a clear error when ``forward`` has not run yet."""
-        if self._cache is None:
-            raise RuntimeError(f"{type(self).__name__}.backward: call forward before backward")
-        return self._cache
-
-    def _store_grads(self, **grads: np.ndarray) -> None:
-        for name, g in grads.items():
-            self.grads[name][...] = g  # overwrite in place: optimisers hold these arrays
 
     def extra_repr(self) -> str:
         return ""
@@ -198,17 +260,13 @@ class Conv2d(Layer):
                        "b": np.zeros(self.out_channels, dtype)}
         self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        out, self._cache = conv.conv2d_forward(x, self.params["w"], self.params["b"],
-                                               self.stride, self.padding, self.dilation)
-        return out
+    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, object]:
+        return conv.conv2d_forward(x, self.params["w"], self.params["b"],
+                                   self.stride, self.padding, self.dilation)
 
-    skips_input_grad = True
-
-    def backward(self, dout: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
-        dx, dw, db = conv.conv2d_backward(dout, self._saved(), need_dx=input_grad)
-        self._store_grads(w=dw, b=db)
-        return dx
+    def _backward(self, dout, cache, input_grad):
+        dx, dw, db = conv.conv2d_backward(dout, cache, need_dx=input_grad)
+        return dx, {"w": dw, "b": db}
 
     def extra_repr(self) -> str:
         s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
@@ -238,23 +296,21 @@ class _Pool2d(Layer):
 class MaxPool2d(_Pool2d):
     """Max pooling via ``max_pool2d_forward`` (stride None = kernel_size; padding is −∞)."""
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        out, self._cache = pool.max_pool2d_forward(x, self.kernel_size, self.stride, self.padding)
-        return out
+    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, object]:
+        return pool.max_pool2d_forward(x, self.kernel_size, self.stride, self.padding)
 
-    def backward(self, dout: np.ndarray) -> np.ndarray:
-        return pool.max_pool2d_backward(dout, self._saved())
+    def _backward(self, dout, cache, input_grad):
+        return pool.max_pool2d_backward(dout, cache), {}
 
 
 class AvgPool2d(_Pool2d):
     """Average pooling via ``avg_pool2d_forward`` (zero padding counted in the mean)."""
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        out, self._cache = pool.avg_pool2d_forward(x, self.kernel_size, self.stride, self.padding)
-        return out
+    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, object]:
+        return pool.avg_pool2d_forward(x, self.kernel_size, self.stride, self.padding)
 
-    def backward(self, dout: np.ndarray) -> np.ndarray:
-        return pool.avg_pool2d_backward(dout, self._saved())
+    def _backward(self, dout, cache, input_grad):
+        return pool.avg_pool2d_backward(dout, cache), {}
 
 
 # ------------------------------------------------------------------------------ normalisation
@@ -302,37 +358,32 @@ class BatchNorm2d(_Norm):
         self.running_mean = np.zeros(self.num_features, dtype)
         self.running_var = np.ones(self.num_features, dtype)
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, object]:
         gamma, beta = self.params["gamma"], self.params["beta"]
         if not self.training:
             out = norm.batch_norm_inference(x, gamma, beta, self.running_mean, self.running_var,
                                             eps=self.eps)
             dtype = out.dtype
             inv_std = 1 / np.sqrt(self.running_var.astype(dtype) + dtype.type(self.eps))  # (C,)
-            self._cache = _BatchNormEvalCache(as_float_array(x, "x", dtype),
-                                              self.running_mean.astype(dtype), inv_std)
-            return out
+            return out, _BatchNormEvalCache(as_float_array(x, "x", dtype),
+                                            self.running_mean.astype(dtype), inv_std)
         out, cache = norm.batch_norm_forward(x, gamma, beta, eps=self.eps)
         n = out.size // out.shape[1]  # values per channel: N·H·W (≥ 2, batch_norm_forward checks)
         m = self.momentum
         self.running_mean[...] = (1 - m) * self.running_mean + m * cache.mean
         self.running_var[...] = (1 - m) * self.running_var + m * cache.var * (n / (n - 1))
-        self._cache = cache
-        return out
+        return out, cache
 
-    def backward(self, dout: np.ndarray) -> np.ndarray:
-        cache = self._saved()
+    def _backward(self, dout, cache, input_grad):
         if isinstance(cache, _BatchNormEvalCache):
             dout = check_dout(dout, cache.x.shape, cache.x.dtype, "BatchNorm2d (eval)")
             gamma = self.params["gamma"].astype(dout.dtype)
             dx = dout * (gamma * cache.inv_std)[:, None, None]
             x_hat = (cache.x - cache.mean[:, None, None]) * cache.inv_std[:, None, None]
-            self._store_grads(gamma=(dout * x_hat).sum(axis=(0, 2, 3)),
-                              beta=dout.sum(axis=(0, 2, 3)))
-            return dx
+            return dx, {"gamma": (dout * x_hat).sum(axis=(0, 2, 3)),
+                        "beta": dout.sum(axis=(0, 2, 3))}
         dx, dgamma, dbeta = norm.batch_norm_backward(dout, cache)
-        self._store_grads(gamma=dgamma, beta=dbeta)
-        return dx
+        return dx, {"gamma": dgamma, "beta": dbeta}
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
@@ -346,15 +397,13 @@ class LayerNorm2d(_Norm):
         self.num_channels = as_int(num_channels, "num_channels", 1)
         super().__init__(self.num_channels, eps, dtype)
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        out, self._cache = norm.layer_norm_forward(x, self.params["gamma"], self.params["beta"],
+    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, object]:
+        return norm.layer_norm_forward(x, self.params["gamma"], self.params["beta"],
                                                    eps=self.eps)
-        return out
 
-    def backward(self, dout: np.ndarray) -> np.ndarray:
-        dx, dgamma, dbeta = norm.layer_norm_backward(dout, self._saved())
-        self._store_grads(gamma=dgamma, beta=dbeta)
-        return dx
+    def _backward(self, dout, cache, input_grad):
+        dx, dgamma, dbeta = norm.layer_norm_backward(dout, cache)
+        return dx, {"gamma": dgamma, "beta": dbeta}
 
     def extra_repr(self) -> str:
         return f"{self.num_channels}, eps={self.eps}"
@@ -372,15 +421,13 @@ class GroupNorm(_Norm):
                              f"num_channels={self.num_channels}")
         super().__init__(self.num_channels, eps, dtype)
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        out, self._cache = norm.group_norm_forward(x, self.params["gamma"], self.params["beta"],
+    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, object]:
+        return norm.group_norm_forward(x, self.params["gamma"], self.params["beta"],
                                                    self.num_groups, eps=self.eps)
-        return out
 
-    def backward(self, dout: np.ndarray) -> np.ndarray:
-        dx, dgamma, dbeta = norm.group_norm_backward(dout, self._saved())
-        self._store_grads(gamma=dgamma, beta=dbeta)
-        return dx
+    def _backward(self, dout, cache, input_grad):
+        dx, dgamma, dbeta = norm.group_norm_backward(dout, cache)
+        return dx, {"gamma": dgamma, "beta": dbeta}
 
     def extra_repr(self) -> str:
         return f"{self.num_groups}, {self.num_channels}, eps={self.eps}"
@@ -392,12 +439,11 @@ class GroupNorm(_Norm):
 class ReLU(Layer):
     """f(x) = max(0, x)."""
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        out, self._cache = activations.relu_forward(x)
-        return out
+    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, object]:
+        return activations.relu_forward(x)
 
-    def backward(self, dout: np.ndarray) -> np.ndarray:
-        return activations.relu_backward(dout, self._saved())
+    def _backward(self, dout, cache, input_grad):
+        return activations.relu_backward(dout, cache), {}
 
 
 class LeakyReLU(Layer):
@@ -407,12 +453,11 @@ class LeakyReLU(Layer):
         super().__init__()
         self.alpha = _finite_real(alpha, "alpha")
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        out, self._cache = activations.leaky_relu_forward(x, self.alpha)
-        return out
+    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, object]:
+        return activations.leaky_relu_forward(x, self.alpha)
 
-    def backward(self, dout: np.ndarray) -> np.ndarray:
-        return activations.leaky_relu_backward(dout, self._saved())
+    def _backward(self, dout, cache, input_grad):
+        return activations.leaky_relu_backward(dout, cache), {}
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}"
@@ -425,12 +470,11 @@ class ELU(Layer):
         super().__init__()
         self.alpha = _finite_real(alpha, "alpha")
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        out, self._cache = activations.elu_forward(x, self.alpha)
-        return out
+    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, object]:
+        return activations.elu_forward(x, self.alpha)
 
-    def backward(self, dout: np.ndarray) -> np.ndarray:
-        return activations.elu_backward(dout, self._saved())
+    def _backward(self, dout, cache, input_grad):
+        return activations.elu_backward(dout, cache), {}
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}"
@@ -439,34 +483,31 @@ class ELU(Layer):
 class GELU(Layer):
     """f(x) = x·Φ(x), Φ the standard normal CDF (exact, with erf)."""
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        out, self._cache = activations.gelu_forward(x)
-        return out
+    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, object]:
+        return activations.gelu_forward(x)
 
-    def backward(self, dout: np.ndarray) -> np.ndarray:
-        return activations.gelu_backward(dout, self._saved())
+    def _backward(self, dout, cache, input_grad):
+        return activations.gelu_backward(dout, cache), {}
 
 
 class Sigmoid(Layer):
     """f(x) = 1 / (1 + e⁻ˣ)."""
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        out, self._cache = activations.sigmoid_forward(x)
-        return out
+    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, object]:
+        return activations.sigmoid_forward(x)
 
-    def backward(self, dout: np.ndarray) -> np.ndarray:
-        return activations.sigmoid_backward(dout, self._saved())
+    def _backward(self, dout, cache, input_grad):
+        return activations.sigmoid_backward(dout, cache), {}
 
 
 class Tanh(Layer):
     """f(x) = tanh(x)."""
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        out, self._cache = activations.tanh_forward(x)
-        return out
+    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, object]:
+        return activations.tanh_forward(x)
 
-    def backward(self, dout: np.ndarray) -> np.ndarray:
-        return activations.tanh_backward(dout, self._saved())
+    def _backward(self, dout, cache, input_grad):
+        return activations.tanh_backward(dout, cache), {}
 
 
 # ------------------------------------------------------------------------ flatten, linear
@@ -475,22 +516,17 @@ class Tanh(Layer):
 class Flatten(Layer):
     """(N, C, H, W) → (N, C·H·W): each sample's feature maps as one row, in C-order."""
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, object]:
         x = as_float_array(x, "x")
         if x.ndim < 2:
             raise ValueError(f"Flatten needs a batch axis and at least one more, but x has "
                              f"shape {x.shape}")
-        self._cache = x.shape
-        return x.reshape(x.shape[0], -1)  # (N, C·H·W)
+        return x.reshape(x.shape[0], -1), (x.shape, x.dtype)  # (N, C·H·W)
 
-    def backward(self, dout: np.ndarray) -> np.ndarray:
-        x_shape = self._saved()
-        dout = np.asarray(dout)
-        out_shape = (x_shape[0], math.prod(x_shape[1:]))
-        if dout.shape != out_shape:
-            raise ValueError(f"dout has shape {dout.shape} but Flatten.forward returned shape "
-                             f"{out_shape}; dout must have the same shape as the forward output")
-        return dout.reshape(x_shape)
+    def _backward(self, dout, cache, input_grad):
+        x_shape, dtype = cache
+        dout = check_dout(dout, (x_shape[0], math.prod(x_shape[1:])), dtype, "Flatten")
+        return dout.reshape(x_shape), {}
 
 
 class Linear(Layer):
@@ -512,14 +548,12 @@ class Linear(Layer):
                        "b": np.zeros(self.out_features, dtype)}
         self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        out, self._cache = linear.linear_forward(x, self.params["w"], self.params["b"])
-        return out
+    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, object]:
+        return linear.linear_forward(x, self.params["w"], self.params["b"])
 
-    def backward(self, dout: np.ndarray) -> np.ndarray:
-        dx, dw, db = linear.linear_backward(dout, self._saved())
-        self._store_grads(w=dw, b=db)
-        return dx
+    def _backward(self, dout, cache, input_grad):
+        dx, dw, db = linear.linear_backward(dout, cache)
+        return dx, {"w": dw, "b": db}
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}"
@@ -537,9 +571,13 @@ class Sequential(Layer):
     ``backward(dout, input_grad=False)`` fills every layer's ``grads`` but returns None instead
     of ∂L/∂x: a training step needs no gradient of the images, and a first ``Conv2d`` then
     skips computing it (as PyTorch does for inputs that do not require grad).
+
+    A layer object may appear several times (``act = ReLU(); Sequential(c1, act, c2, act)``, or
+    a ``Linear`` used twice for tied weights): its gradients are summed over its uses, and
+    ``parameters()`` yields each array once, under the name of its first position.
     """
 
-    skips_input_grad = True
+    _running = 0  # how many Sequential.forward calls are on the stack (nested models)
 
     def __init__(self, *layers: Layer) -> None:
         for k, layer in enumerate(layers):
@@ -553,7 +591,6 @@ class Sequential(Layer):
                                 f"{hint}")
         self.layers: list[Layer] = list(layers)
         self.training = True
-        self._cache = None  # unused: each layer keeps its own
 
     @property
     def params(self) -> dict[str, np.ndarray]:  # type: ignore[override]
@@ -564,31 +601,43 @@ class Sequential(Layer):
         return {name: g for name, _, g in self.named_parameters()}
 
     def named_parameters(self) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+        seen: set[tuple[int, int]] = set()
         for k, layer in enumerate(self.layers):
             for name, p, g in layer.named_parameters():
-                yield f"{k}.{name}", p, g
+                if (id(p), id(g)) not in seen:  # a layer used twice holds its arrays once
+                    seen.add((id(p), id(g)))
+                    yield f"{k}.{name}", p, g
+
+    def _new_round(self) -> None:
+        for layer in self.layers:
+            layer._new_round()
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        for k, layer in enumerate(self.layers):
-            x = self._run(k, layer.forward, x)
+        if Sequential._running == 0:  # the outermost model: every layer starts a new round
+            self._new_round()
+        Sequential._running += 1
+        try:
+            for k, layer in enumerate(self.layers):
+                x = self._run(k, layer.forward, x)
+        finally:
+            Sequential._running -= 1
         return x
 
     def backward(self, dout: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         for k in reversed(range(1, len(self.layers))):
             dout = self._run(k, self.layers[k].backward, dout)
         if not self.layers:
-            return dout
-        first = self.layers[0]
-        if first.skips_input_grad:
-            return self._run(0, first.backward, dout, input_grad=input_grad)
-        dx = self._run(0, first.backward, dout)
-        return dx if input_grad else None
+            return dout if input_grad else None
+        if input_grad:
+            return self._run(0, self.layers[0].backward, dout)
+        self._run(0, partial(backward_params, self.layers[0]), dout)
+        return None
 
     def _run(self, k: int, method, array: np.ndarray, **options: bool) -> np.ndarray:
         try:
             return method(array, **options)
-        except (ValueError, TypeError) as exc:
-            if type(exc) not in (ValueError, TypeError):
+        except (ValueError, TypeError, RuntimeError) as exc:
+            if type(exc) not in (ValueError, TypeError, RuntimeError):
                 raise
             layer = self.layers[k]
             label = "Sequential" if isinstance(layer, Sequential) else repr(layer)

@@ -34,6 +34,7 @@ from cnnlib.layers import (
     MaxPool2d,
     ReLU,
     Sequential,
+    backward_params,
 )
 from cnnlib.losses import softmax_cross_entropy
 from cnnlib.optim import SGD
@@ -172,19 +173,17 @@ def fit(
     verbose: bool = True,
     history: History | None = None,
 ) -> History:
-    """Train ``model`` with ``optimizer`` on ``train_data = (x (N, C, H, W), y (N,))``.
-
-    Each epoch shuffles the samples with ``rng`` (a Generator or a seed), then for every batch:
-    ``logits = model.forward(xb)``, ``loss, dlogits = softmax_cross_entropy(logits, yb)``,
-    ``model.backward(dlogits)`` (with ``input_grad=False`` when the model ``skips_input_grad``,
-    as a ``Sequential`` does: no gradient of the images), ``optimizer.step()``. ``lr_schedule``
-    is either a function of the training progress t (in epochs, a float from 0 to ``epochs``)
-    that returns the lr set before every step, or an object with ``step()``
-    (``cnnlib.optim.StepLR``), called after every epoch. After each epoch the model is evaluated
-    on ``test_data``, a line is printed (``verbose``) and ``callback(epoch, history)`` is called
-    — also every ``callback_every`` batches if given (live plots; ``history.epochs`` counts the
-    finished epochs). ``progress`` shows a progress bar (a widget in a notebook). Pass a
-    previous ``history`` to continue it.
+    """Train ``model`` with ``optimizer`` on ``train_data = (x (N, C, H, W), y (N,))``. Each epoch
+    shuffles the samples with ``rng`` (a Generator or a seed), then for every batch: ``logits =
+    model.forward(xb)``, ``loss, dlogits = softmax_cross_entropy(logits, yb)``,
+    ``model.backward(dlogits, input_grad=False)`` (no gradient of the images),
+    ``optimizer.step()``. ``lr_schedule`` is either a function of the training progress t (in
+    epochs, a float from 0 to ``epochs``) that returns the lr set before every step, or an
+    object with ``step()`` (``cnnlib.optim.StepLR``), called after every epoch. After each epoch
+    the model is evaluated on ``test_data``, a line is printed (``verbose``) and
+    ``callback(epoch, history)`` is called — also every ``callback_every`` batches if given
+    (live plots; ``history.epochs`` counts the finished epochs). ``progress`` shows a progress
+    bar (a widget in a notebook). Pass a previous ``history`` to continue it.
     Returns the ``History``. Notebook 06 trains with it.
     """
     x, y = _check_data(train_data, "train_data")
@@ -215,10 +214,7 @@ def fit(
             xb, yb = x[idx], y[idx]
             logits = model.forward(xb)
             loss, dlogits = softmax_cross_entropy(logits, yb)
-            if getattr(model, "skips_input_grad", False):  # the images need no gradient
-                model.backward(dlogits, input_grad=False)
-            else:
-                model.backward(dlogits)
+            backward_params(model, dlogits)  # the images need no gradient
             optimizer.step()
             hits = int(np.sum(logits.argmax(axis=1) == yb))
             loss_sum += float(loss) * len(idx)
