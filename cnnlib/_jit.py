@@ -99,13 +99,25 @@ if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
     if _limit is not None:  # a container with a CPU limit: the machine is shared
         os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
+import warnings  # noqa: E402
+
 from numba import njit, prange  # noqa: E402  (after the environment is set)
 
-kernel = njit(parallel=True, cache=True)
-serial_kernel = njit(cache=True)
+from cnnlib import _cache  # noqa: E402
+
+# A read-only install (a JupyterHub image) reads the cache its warm-up built: see _cache.py.
+_disk_cache = _cache.install()
+if not _disk_cache:
+    warnings.warn("cnnlib: no writable directory for Numba's cache (the package, ~/.cache and "
+                  "the temporary directory are read-only); kernels are compiled in every "
+                  "session. Set NUMBA_CACHE_DIR to a writable folder to keep them.",
+                  RuntimeWarning, stacklevel=2)
+
+kernel = njit(parallel=True, cache=_disk_cache)
+serial_kernel = njit(cache=_disk_cache)
 # Sums that may be added up in any order (``reassoc``), so that they run in vector pieces, with
 # fused multiply-adds (``contract``); the result differs from a left-to-right sum only in
 # rounding.  Only for kernels whose docstring says they sum in pieces.
-sum_kernel = njit(cache=True, fastmath={"reassoc", "contract"})
+sum_kernel = njit(cache=_disk_cache, fastmath={"reassoc", "contract"})
 
 __all__ = ["kernel", "prange", "serial_kernel", "sum_kernel"]

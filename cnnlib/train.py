@@ -15,6 +15,7 @@ import argparse
 import dataclasses
 import math
 import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -77,6 +78,18 @@ class History:
             f"test acc {self.test_acc[epoch]:.4f}, lr {self.lr[epoch]:.4g}, "
             f"{self.seconds[epoch]:.1f} s"
         )
+
+
+class TrainingDiverged(FloatingPointError):
+    """``fit`` stopped because the loss was not a finite number (the weights blew up)."""
+
+
+def _diverged(loss: float, epoch: int, step: int, lr: float) -> TrainingDiverged:
+    return TrainingDiverged(
+        f"training diverged: the loss became {loss} at step {step + 1} of epoch {epoch + 1} "
+        f"(learning rate {lr:.3g}). Lower the learning rate (for example to {lr / 10:.3g}) and "
+        f"train a freshly built model: this one's parameters are no longer finite numbers."
+    )
 
 
 class Evaluation(NamedTuple):
@@ -177,13 +190,14 @@ def fit(
     shuffles the samples with ``rng`` (a Generator or a seed), then for every batch: ``logits =
     model.forward(xb)``, ``loss, dlogits = softmax_cross_entropy(logits, yb)``,
     ``model.backward(dlogits, input_grad=False)`` (no gradient of the images),
-    ``optimizer.step()``. ``lr_schedule`` is either a function of the training progress t (in
-    epochs, a float from 0 to ``epochs``) that returns the lr set before every step, or an
-    object with ``step()`` (``cnnlib.optim.StepLR``), called after every epoch. After each epoch
-    the model is evaluated on ``test_data``, a line is printed (``verbose``) and
-    ``callback(epoch, history)`` is called — also every ``callback_every`` batches if given
-    (live plots; ``history.epochs`` counts the finished epochs). ``progress`` shows a progress
-    bar (a widget in a notebook). Pass a previous ``history`` to continue it.
+    ``optimizer.step()``; a loss that is not finite stops it with ``TrainingDiverged`` (which
+    step, which loss, lower the learning rate). ``lr_schedule`` is either a function of the
+    training progress t (in epochs, a float from 0 to ``epochs``) that returns the lr set before
+    every step, or an object with ``step()`` (``cnnlib.optim.StepLR``), called after every
+    epoch. After each epoch the model is evaluated on ``test_data``, a line is printed
+    (``verbose``) and ``callback(epoch, history)`` is called — also every ``callback_every``
+    batches if given (live plots; ``history.epochs`` counts the finished epochs). ``progress``
+    shows a progress bar (a widget in a notebook). Pass a previous ``history`` to continue it.
     Returns the ``History``. Notebook 06 trains with it.
     """
     x, y = _check_data(train_data, "train_data")
@@ -214,6 +228,9 @@ def fit(
             xb, yb = x[idx], y[idx]
             logits = model.forward(xb)
             loss, dlogits = softmax_cross_entropy(logits, yb)
+            if not math.isfinite(loss):
+                bar.close()
+                raise _diverged(float(loss), epoch, k, optimizer.lr)
             backward_params(model, dlogits)  # the images need no gradient
             optimizer.step()
             hits = int(np.sum(logits.argmax(axis=1) == yb))
@@ -412,15 +429,43 @@ def run_recipe(
     return model, history, (train, test)
 
 
+def _count(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number ≥ ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    """An argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> float:
+    """The command line; returns the final test accuracy. Bad flags exit with argparse's usage
+    message (code 2); a diverging run prints the reason and exits with code 1."""
     parser = argparse.ArgumentParser(
         prog="python -m cnnlib.train", description="Train the reference CNN of notebook 06."
     )
     parser.add_argument("--dataset", choices=sorted(RECIPES), default="fashion-mnist")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--epochs", type=int, default=None, help="default: the recipe's")
-    parser.add_argument("--lr", type=float, default=None, help="peak learning rate")
-    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--seed", type=_count(0), default=0)
+    parser.add_argument("--epochs", type=_count(1), default=None, help="default: the recipe's")
+    parser.add_argument("--lr", type=_positive_float, default=None, help="peak learning rate")
+    parser.add_argument("--batch-size", type=_count(1), default=None)
     parser.add_argument("--small", action="store_true", help="a subset, for a quick check")
     parser.add_argument("--no-progress", action="store_true", help="only the per-epoch lines")
     args = parser.parse_args(argv)
@@ -428,8 +473,12 @@ def main(argv: Sequence[str] | None = None) -> float:
     small = args.small or is_small()
     overrides = {k: v for k, v in (("epochs", args.epochs), ("lr", args.lr),
                                    ("batch_size", args.batch_size)) if v is not None}
-    _, history, _ = run_recipe(args.dataset, args.seed, small=small,
-                               progress=not args.no_progress, **overrides)
+    try:
+        _, history, _ = run_recipe(args.dataset, args.seed, small=small,
+                                   progress=not args.no_progress, **overrides)
+    except TrainingDiverged as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
     print(f"total time: {time.perf_counter() - start:.1f} s")
     print(f"test accuracy: {history.test_acc[-1]:.4f}")
     return history.test_acc[-1]

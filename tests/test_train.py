@@ -356,3 +356,37 @@ def test_history_line_formats_one_epoch():
     h = History([0.5], [0.8], [0.45], [0.85], [0.01], [12.34])
     assert h.line(0, 3) == ("epoch 1/3: train loss 0.5000, train acc 0.8000, test loss 0.4500, "
                             "test acc 0.8500, lr 0.01, 12.3 s")
+
+
+# --------------------------------------------------------------------------- divergence, bad flags
+
+
+def test_fit_stops_at_the_first_non_finite_loss_with_advice(shapes):
+    rng = np.random.default_rng(0)
+    model = make_cnn(3, 4, 16, rng=rng)
+    with pytest.raises(train.TrainingDiverged, match=r"step \d+ of epoch 1.*Lower the learning"):
+        fit(model, SGD(model, lr=1e6), shapes[0], None, epochs=1, batch_size=64, rng=rng,
+            progress=False, verbose=False)
+
+
+def test_cli_reports_divergence_without_a_traceback_and_exits_1(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["--dataset", "shapes", "--small", "--epochs", "1", "--lr", "1e6",
+                    "--no-progress"])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert "training diverged" in err and "Traceback" not in err
+    assert "test accuracy" not in err
+
+
+@pytest.mark.parametrize("flags", [
+    ["--epochs", "0"], ["--epochs", "-1"], ["--epochs", "1.5"], ["--batch-size", "0"],
+    ["--batch-size", "-5"], ["--lr", "-1"], ["--lr", "0"], ["--lr", "nan"], ["--lr", "inf"],
+    ["--seed", "-1"], ["--dataset", "cifar10"],
+])
+def test_cli_refuses_bad_flags_with_usage_and_exit_2(flags, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(flags)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: python -m cnnlib.train") and "Traceback" not in err
