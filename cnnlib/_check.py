@@ -63,13 +63,22 @@ def check_ndim(x: np.ndarray, ndim: int, name: str, layout: str) -> None:
         )
 
 
+#: The largest whole number a size or hyper-parameter may be: the kernels index with 64-bit
+#: integers and add sizes together, so anything near 2**63 would overflow inside them.
+MAX_INT = 2**31 - 1
+
+
 def as_int(v: object, name: str, minimum: int | None = None) -> int:
-    """``v`` as a Python int (bool and floats are rejected), at least ``minimum``."""
+    """``v`` as a Python int (bool and floats are rejected), at least ``minimum`` and at most
+    ``MAX_INT``."""
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {v!r} ({type(v).__name__})")
     v = int(v)
     if minimum is not None and v < minimum:
         raise ValueError(f"{name} must be at least {minimum}, got {v}")
+    if v > MAX_INT:
+        raise ValueError(f"{name} is {v}, which is too large: sizes and hyper-parameters must be "
+                         f"at most {MAX_INT}")
     return v
 
 

@@ -94,8 +94,12 @@ def conv2d_forward(
     from ``conv_output_size``. stride/padding/dilation: an int or an (h, w) pair.
     Integer images (e.g. uint8) are converted to float; out has the common float dtype.
     ``method="readable"`` runs the loop kernels below instead of im2col (same numbers up to
-    rounding). The cache holds x (converted), w, the hyper-parameters and the method.
-    Notebook 01 teaches the forward pass, notebook 05 the backward pass.
+    rounding). The cache holds x (converted), w, the hyper-parameters and the method. When x and
+    w already have the computation's float dtype and are C-contiguous, the cache holds the
+    caller's arrays themselves, not copies (as PyTorch saves tensors for backward): changing x
+    or w in place between forward and backward changes the gradients that ``conv2d_backward``
+    returns. Modify a copy (``x.copy()``) instead. Notebook 01 teaches the forward pass,
+    notebook 05 the backward pass.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -123,7 +127,7 @@ def conv2d_forward(
         _conv2d_forward_kernel(xp, w, b, sh, sw, dil_h, dil_w, out)
     else:
         # blocks of output rows whose im2col matrix fits in a core's cache (~256 kB)
-        rows = min(H_out, max(1, 2**18 // (C * KH * KW * W_out * x.itemsize)))
+        rows = min(H_out, max(1, 2**18 // max(1, C * KH * KW * W_out * x.itemsize)))
         items = N * -(-H_out // rows)
         chunks = min(items, get_num_threads())  # the items are split into one chunk per thread
         _fast_forward_kernel(

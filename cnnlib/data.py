@@ -18,6 +18,7 @@ import os
 import sys
 import tempfile
 import urllib.request
+import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -182,7 +183,14 @@ def cache_dir() -> Path:
 def _search_dirs(ds: _Dataset) -> list[Path]:
     dirs = []
     if os.environ.get(DATA_ENV):
-        dirs.append(Path(os.environ[DATA_ENV]) / ds.name)
+        root = Path(os.environ[DATA_ENV])
+        if root.is_dir():
+            dirs.append(root / ds.name)
+        else:
+            what = "a file" if root.exists() else "missing"
+            warnings.warn(f"{DATA_ENV}={root} is {what}, not a folder, so it is ignored; set it "
+                          f"to the folder that holds {ds.name}/ (the IDX files go in "
+                          f"{root / ds.name}/)", stacklevel=4)
     dirs.append(cache_dir() / ds.name)
     dirs.extend(Path(d) for d in ds.system_dirs)
     return dirs

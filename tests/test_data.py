@@ -215,6 +215,18 @@ def test_mnist_has_its_own_directory(tmp_path, monkeypatch):
     assert load_fashion_mnist("train")[1][0] == 1
 
 
+@pytest.mark.parametrize("kind", ["missing", "file"])
+def test_a_cnnlib_data_path_that_is_not_a_folder_is_named_in_a_warning(tmp_path, monkeypatch,
+                                                                       kind):
+    target = tmp_path / "typo"
+    if kind == "file":
+        target.write_text("not a folder")
+    write_split(tmp_path / "system", "test", label=3)
+    monkeypatch.setenv("CNNLIB_DATA", str(target))
+    with pytest.warns(UserWarning, match=f"CNNLIB_DATA={target} is"):
+        assert load_fashion_mnist("test")[1][0] == 3
+
+
 def test_uncompressed_files_are_found(tmp_path):
     write_split(tmp_path / "system", "test", label=5, gz=False)
     assert load_fashion_mnist("test")[1][0] == 5
