@@ -46,6 +46,8 @@ from cnnlib.linear import linear_backward, linear_forward
 from cnnlib.losses import softmax, softmax_cross_entropy
 from cnnlib.norm import (
     batch_norm_backward,
+    batch_norm_eval_backward,
+    batch_norm_eval_forward,
     batch_norm_forward,
     batch_norm_inference,
     group_norm_backward,
@@ -75,7 +77,8 @@ __all__ = [
     "ELU", "GELU", "SGD", "AvgPool2d", "BatchNorm2d", "Conv2d", "CosineAnnealingLR", "Flatten",
     "GroupNorm", "LayerNorm2d", "LeakyReLU", "Linear", "MaxPool2d", "ReLU", "Sequential",
     "Sigmoid", "StepLR", "Tanh",
-    "avg_pool2d_backward", "avg_pool2d_forward", "batch_norm_backward", "batch_norm_forward",
+    "avg_pool2d_backward", "avg_pool2d_forward", "batch_norm_backward",
+    "batch_norm_eval_backward", "batch_norm_eval_forward", "batch_norm_forward",
     "batch_norm_inference", "conv2d_backward", "conv2d_forward", "conv_output_size", "data",
     "elu_backward", "elu_forward", "gelu_backward", "gelu_forward", "gradcheck",
     "group_norm_backward", "group_norm_forward", "layer_norm_backward", "layer_norm_forward",

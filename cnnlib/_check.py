@@ -92,6 +92,24 @@ def as_pair(v: object, name: str, minimum: int | None = None) -> tuple[int, int]
     return value, value
 
 
+def as_real(v: object, name: str) -> float:
+    """A finite real number of any sign: ``TypeError`` for anything that is not a real number
+    (bool included), ``ValueError`` for NaN and ±inf."""
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {v!r}")
+    if not np.isfinite(v):
+        raise ValueError(f"{name} must be a finite number, got {v}")
+    return float(v)
+
+
+def check_pool_padding(padding: tuple[int, int], kernel_size: tuple[int, int]) -> None:
+    """Pooling padding may be at most half the window (PyTorch's rule)."""
+    for p, k in zip(padding, kernel_size, strict=True):
+        if p > k // 2:
+            raise ValueError(f"padding {p} is more than half of kernel_size {k}; use padding ≤ "
+                             f"kernel_size // 2 (PyTorch has the same rule)")
+
+
 def as_positive_float(v: object, name: str, allow_zero: bool = False) -> float:
     """A real number > 0 (or >= 0 with ``allow_zero``)."""
     if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
@@ -101,6 +119,19 @@ def as_positive_float(v: object, name: str, allow_zero: bool = False) -> float:
         bound = ">= 0" if allow_zero else "> 0"
         raise ValueError(f"{name} must be a finite number {bound}, got {v}")
     return v
+
+
+#: The two ways every functional pair can compute: ``"fast"`` (the default) or ``"readable"``,
+#: the loop kernels that read like the lecture's formulas. Both give the same numbers up to
+#: rounding; a pair with one kernel runs it for both.
+METHODS = ("fast", "readable")
+
+
+def check_method(method: object) -> str:
+    """``method`` if it is ``"fast"`` or ``"readable"``."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    return method
 
 
 def check_cache(cache: object, expected_type: type, layer: str) -> None:

@@ -4,18 +4,25 @@ Every ``<name>_forward(x)`` takes an array of any shape and returns ``(out, cach
 of the same shape and float dtype; ``<name>_backward(dout, cache)`` returns
 ``dx = dout · f'(x)``. Integer input is converted to float64, float32 stays float32.
 
-Each function has one Numba kernel pair working on a flattened view of the arrays.
+Each function has one Numba kernel pair working on a flattened view of the arrays; they are
+already the formula's loop, so ``method="fast"`` and ``method="readable"`` run the same kernels.
 """
 
 from __future__ import annotations
 
 import math
-import numbers
 from typing import NamedTuple
 
 import numpy as np
 
-from ._check import as_float_array, as_positive_float, check_cache, check_dout
+from ._check import (
+    as_float_array,
+    as_positive_float,
+    as_real,
+    check_cache,
+    check_dout,
+    check_method,
+)
 from ._jit import kernel, prange
 
 
@@ -37,15 +44,6 @@ def _check_backward(dout: object, cache: tuple, cache_type: type, layer: str) ->
     return check_dout(dout, saved.shape, saved.dtype, layer)
 
 
-def _as_real(v: object, name: str) -> float:
-    """A finite real number, of any sign."""
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {v!r}")
-    if not math.isfinite(v):
-        raise ValueError(f"{name} must be a finite number, got {v}")
-    return float(v)
-
-
 # ---------------------------------------------------------------------------------------------
 # ReLU: f(x) = max(0, x)
 
@@ -54,17 +52,18 @@ class ReLUCache(NamedTuple):
     x: np.ndarray  # the forward input
 
 
-def relu_forward(x: object) -> tuple[np.ndarray, ReLUCache]:
+def relu_forward(x: object, *, method: str = "fast") -> tuple[np.ndarray, ReLUCache]:
     """ReLU: ``out = max(0, x)`` elementwise; NaN stays NaN.
 
     x: any shape. out: same shape and dtype. The cache holds ``x``.
     """
+    check_method(method)
     x = as_float_array(x, "x")
-    return _run(_relu_forward_kernel, x), ReLUCache(x)
+    return _run(relu_forward_kernel, x), ReLUCache(x)
 
 
 @kernel
-def _relu_forward_kernel(x, out):
+def relu_forward_kernel(x, out):
     zero = x.dtype.type(0)
     for k in prange(x.size):  # iteration k writes out[k] only
         out[k] = zero if x[k] <= zero else x[k]
@@ -76,11 +75,11 @@ def relu_backward(dout: object, cache: ReLUCache) -> np.ndarray:
     dout: the shape of the forward output. dx: the shape of x.
     """
     dout = _check_backward(dout, cache, ReLUCache, "relu")
-    return _run(_relu_backward_kernel, dout, cache.x)
+    return _run(relu_backward_kernel, dout, cache.x)
 
 
 @kernel
-def _relu_backward_kernel(dout, x, dx):
+def relu_backward_kernel(dout, x, dx):
     zero = x.dtype.type(0)
     for k in prange(x.size):  # iteration k writes dx[k] only
         dx[k] = zero if x[k] <= zero else dout[k]
@@ -95,20 +94,22 @@ class LeakyReLUCache(NamedTuple):
     alpha: np.floating  # slope for x <= 0, in x's dtype
 
 
-def leaky_relu_forward(x: object, alpha: float = 0.01) -> tuple[np.ndarray, LeakyReLUCache]:
+def leaky_relu_forward(x: object, alpha: float = 0.01, *,
+                       method: str = "fast") -> tuple[np.ndarray, LeakyReLUCache]:
     """Leaky ReLU: ``out = x`` where ``x > 0``, else ``alpha · x``.
 
     alpha may be any finite real: 0 gives ReLU, 1 the identity, −1 gives |x| (PyTorch's
     ``negative_slope`` is not restricted either). x: any shape. out: same shape and dtype.
     The cache holds ``x`` and ``alpha``.
     """
+    check_method(method)
     x = as_float_array(x, "x")
-    alpha = x.dtype.type(_as_real(alpha, "alpha"))
-    return _run(_leaky_relu_forward_kernel, x, alpha), LeakyReLUCache(x, alpha)
+    alpha = x.dtype.type(as_real(alpha, "alpha"))
+    return _run(leaky_relu_forward_kernel, x, alpha), LeakyReLUCache(x, alpha)
 
 
 @kernel
-def _leaky_relu_forward_kernel(x, alpha, out):
+def leaky_relu_forward_kernel(x, alpha, out):
     zero = x.dtype.type(0)
     for k in prange(x.size):  # iteration k writes out[k] only
         out[k] = x[k] if x[k] > zero else alpha * x[k]
@@ -117,11 +118,11 @@ def _leaky_relu_forward_kernel(x, alpha, out):
 def leaky_relu_backward(dout: object, cache: LeakyReLUCache) -> np.ndarray:
     """``dx = dout`` where ``x > 0``, else ``alpha · dout`` (at exactly 0: alpha, as PyTorch)."""
     dout = _check_backward(dout, cache, LeakyReLUCache, "leaky_relu")
-    return _run(_leaky_relu_backward_kernel, dout, cache.x, cache.alpha)
+    return _run(leaky_relu_backward_kernel, dout, cache.x, cache.alpha)
 
 
 @kernel
-def _leaky_relu_backward_kernel(dout, x, alpha, dx):
+def leaky_relu_backward_kernel(dout, x, alpha, dx):
     zero = x.dtype.type(0)
     for k in prange(x.size):  # iteration k writes dx[k] only
         dx[k] = dout[k] if x[k] > zero else alpha * dout[k]
@@ -136,18 +137,20 @@ class ELUCache(NamedTuple):
     alpha: np.floating  # in x's dtype
 
 
-def elu_forward(x: object, alpha: float = 1.0) -> tuple[np.ndarray, ELUCache]:
+def elu_forward(x: object, alpha: float = 1.0, *,
+                method: str = "fast") -> tuple[np.ndarray, ELUCache]:
     """ELU: ``out = x`` where ``x > 0``, else ``alpha · (exp(x) − 1)``; alpha > 0.
 
     x: any shape. out: same shape and dtype. The cache holds ``x`` and ``alpha``.
     """
+    check_method(method)
     x = as_float_array(x, "x")
     alpha = x.dtype.type(as_positive_float(alpha, "alpha"))
-    return _run(_elu_forward_kernel, x, alpha), ELUCache(x, alpha)
+    return _run(elu_forward_kernel, x, alpha), ELUCache(x, alpha)
 
 
 @kernel
-def _elu_forward_kernel(x, alpha, out):
+def elu_forward_kernel(x, alpha, out):
     zero = x.dtype.type(0)
     for k in prange(x.size):  # iteration k writes out[k] only
         out[k] = x[k] if x[k] > zero else alpha * math.expm1(x[k])  # expm1(x) = exp(x) − 1
@@ -156,11 +159,11 @@ def _elu_forward_kernel(x, alpha, out):
 def elu_backward(dout: object, cache: ELUCache) -> np.ndarray:
     """``dx = dout`` where ``x > 0``, else ``alpha · exp(x) · dout``."""
     dout = _check_backward(dout, cache, ELUCache, "elu")
-    return _run(_elu_backward_kernel, dout, cache.x, cache.alpha)
+    return _run(elu_backward_kernel, dout, cache.x, cache.alpha)
 
 
 @kernel
-def _elu_backward_kernel(dout, x, alpha, dx):
+def elu_backward_kernel(dout, x, alpha, dx):
     zero = x.dtype.type(0)
     for k in prange(x.size):  # iteration k writes dx[k] only
         dx[k] = dout[k] if x[k] > zero else alpha * math.exp(x[k]) * dout[k]
@@ -174,17 +177,18 @@ class GELUCache(NamedTuple):
     x: np.ndarray  # the forward input
 
 
-def gelu_forward(x: object) -> tuple[np.ndarray, GELUCache]:
+def gelu_forward(x: object, *, method: str = "fast") -> tuple[np.ndarray, GELUCache]:
     """GELU, exact form: ``out = x · Φ(x) = x · (1 + erf(x / √2)) / 2``.
 
     x: any shape. out: same shape and dtype. The cache holds ``x``.
     """
+    check_method(method)
     x = as_float_array(x, "x")
-    return _run(_gelu_forward_kernel, x), GELUCache(x)
+    return _run(gelu_forward_kernel, x), GELUCache(x)
 
 
 @kernel
-def _gelu_forward_kernel(x, out):
+def gelu_forward_kernel(x, out):
     half = x.dtype.type(0.5)
     one = x.dtype.type(1)
     inv_sqrt2 = x.dtype.type(1 / math.sqrt(2))
@@ -195,11 +199,11 @@ def _gelu_forward_kernel(x, out):
 def gelu_backward(dout: object, cache: GELUCache) -> np.ndarray:
     """``dx = (Φ(x) + x · φ(x)) · dout`` with φ(x) = exp(−x²/2) / √(2π)."""
     dout = _check_backward(dout, cache, GELUCache, "gelu")
-    return _run(_gelu_backward_kernel, dout, cache.x)
+    return _run(gelu_backward_kernel, dout, cache.x)
 
 
 @kernel
-def _gelu_backward_kernel(dout, x, dx):
+def gelu_backward_kernel(dout, x, dx):
     half = x.dtype.type(0.5)
     one = x.dtype.type(1)
     inv_sqrt2 = x.dtype.type(1 / math.sqrt(2))
@@ -218,19 +222,20 @@ class SigmoidCache(NamedTuple):
     out: np.ndarray  # the forward output σ(x): the derivative is σ(x)·(1 − σ(x))
 
 
-def sigmoid_forward(x: object) -> tuple[np.ndarray, SigmoidCache]:
+def sigmoid_forward(x: object, *, method: str = "fast") -> tuple[np.ndarray, SigmoidCache]:
     """Sigmoid: ``out = 1 / (1 + exp(−x))``, without overflow for large |x|.
 
     For x < 0 it uses the equal form ``exp(x) / (1 + exp(x))``, so exp never sees a large
     positive argument. x: any shape. out: same shape and dtype. The cache holds ``out``.
     """
+    check_method(method)
     x = as_float_array(x, "x")
-    out = _run(_sigmoid_forward_kernel, x)
+    out = _run(sigmoid_forward_kernel, x)
     return out, SigmoidCache(out)
 
 
 @kernel
-def _sigmoid_forward_kernel(x, out):
+def sigmoid_forward_kernel(x, out):
     zero = x.dtype.type(0)
     one = x.dtype.type(1)
     for k in prange(x.size):  # iteration k writes out[k] only
@@ -244,11 +249,11 @@ def _sigmoid_forward_kernel(x, out):
 def sigmoid_backward(dout: object, cache: SigmoidCache) -> np.ndarray:
     """``dx = out · (1 − out) · dout`` with ``out`` = σ(x) from the cache."""
     dout = _check_backward(dout, cache, SigmoidCache, "sigmoid")
-    return _run(_sigmoid_backward_kernel, dout, cache.out)
+    return _run(sigmoid_backward_kernel, dout, cache.out)
 
 
 @kernel
-def _sigmoid_backward_kernel(dout, out, dx):
+def sigmoid_backward_kernel(dout, out, dx):
     one = out.dtype.type(1)
     for k in prange(out.size):  # iteration k writes dx[k] only
         dx[k] = out[k] * (one - out[k]) * dout[k]
@@ -262,15 +267,16 @@ class TanhCache(NamedTuple):
     out: np.ndarray  # the forward output tanh(x): the derivative is 1 − tanh(x)²
 
 
-def tanh_forward(x: object) -> tuple[np.ndarray, TanhCache]:
+def tanh_forward(x: object, *, method: str = "fast") -> tuple[np.ndarray, TanhCache]:
     """Tanh: ``out = tanh(x)``. x: any shape. out: same shape and dtype. The cache holds ``out``."""
+    check_method(method)
     x = as_float_array(x, "x")
-    out = _run(_tanh_forward_kernel, x)
+    out = _run(tanh_forward_kernel, x)
     return out, TanhCache(out)
 
 
 @kernel
-def _tanh_forward_kernel(x, out):
+def tanh_forward_kernel(x, out):
     for k in prange(x.size):  # iteration k writes out[k] only
         out[k] = math.tanh(x[k])
 
@@ -278,11 +284,11 @@ def _tanh_forward_kernel(x, out):
 def tanh_backward(dout: object, cache: TanhCache) -> np.ndarray:
     """``dx = (1 − out²) · dout`` with ``out`` = tanh(x) from the cache."""
     dout = _check_backward(dout, cache, TanhCache, "tanh")
-    return _run(_tanh_backward_kernel, dout, cache.out)
+    return _run(tanh_backward_kernel, dout, cache.out)
 
 
 @kernel
-def _tanh_backward_kernel(dout, out, dx):
+def tanh_backward_kernel(dout, out, dx):
     one = out.dtype.type(1)
     for k in prange(out.size):  # iteration k writes dx[k] only
         dx[k] = (one - out[k] * out[k]) * dout[k]

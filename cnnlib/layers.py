@@ -26,10 +26,8 @@ from __future__ import annotations
 
 import inspect
 import math
-import numbers
 from collections.abc import Iterator
 from functools import partial
-from typing import NamedTuple
 
 import numpy as np
 
@@ -39,7 +37,9 @@ from cnnlib._check import (
     as_int,
     as_pair,
     as_positive_float,
+    as_real,
     check_dout,
+    check_pool_padding,
 )
 
 __all__ = [
@@ -92,20 +92,6 @@ def he_normal(rng: np.random.Generator, shape: tuple[int, ...], fan_in: int,
     """He (Kaiming) normal initialisation: N(0, 2 / fan_in), drawn in float64 then cast, so the
     float32 and float64 versions of a seeded layer hold the same numbers up to rounding."""
     return (rng.standard_normal(shape) * math.sqrt(2.0 / fan_in)).astype(dtype)
-
-
-def _finite_real(v: object, name: str) -> float:
-    if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real) or not math.isfinite(v):
-        raise TypeError(f"{name} must be a finite real number, got {v!r}")
-    return float(v)
-
-
-def _pool_padding(padding: tuple[int, int], kernel_size: tuple[int, int]) -> tuple[int, int]:
-    for p, k in zip(padding, kernel_size, strict=True):
-        if p > k // 2:
-            raise ValueError(f"padding {p} is more than half of kernel_size {k}; "
-                             f"use padding ≤ kernel_size // 2 (PyTorch has the same rule)")
-    return padding
 
 
 #: How many uses of one layer are remembered between two backward passes. A layer called in a
@@ -287,7 +273,8 @@ class _Pool2d(Layer):
         super().__init__()
         self.kernel_size = as_pair(kernel_size, "kernel_size", 1)
         self.stride = self.kernel_size if stride is None else as_pair(stride, "stride", 1)
-        self.padding = _pool_padding(as_pair(padding, "padding", 0), self.kernel_size)
+        self.padding = as_pair(padding, "padding", 0)
+        check_pool_padding(self.padding, self.kernel_size)
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
@@ -327,24 +314,15 @@ class _Norm(Layer):
         self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
 
 
-class _BatchNormEvalCache(NamedTuple):
-    """What the eval-mode backward needs; x̂ = (x − mean)·inv_std is formed only there,
-    so that evaluation (which never calls backward) does not pay for it."""
-
-    x: np.ndarray  # (N, C, H, W), in the output's dtype
-    mean: np.ndarray  # (C,) running mean
-    inv_std: np.ndarray  # (C,) 1/√(running_var + eps)
-
-
 class BatchNorm2d(_Norm):
     """Batch normalisation over (N, H, W) per channel, with PyTorch's running statistics.
 
     Training: ``batch_norm_forward`` (batch mean, biased variance), then
     ``running_mean = (1 − momentum)·running_mean + momentum·mean`` and the same for
     ``running_var`` with the unbiased variance var·n/(n − 1), n = N·H·W.
-    Eval: ``out = gamma·(x − running_mean)/√(running_var + eps) + beta`` (``batch_norm_inference``),
-    a per-channel affine map; its backward is supported: dx = dout·gamma/√(running_var + eps),
-    dgamma = Σ dout·x̂, dbeta = Σ dout over (N, H, W). Running stats are never updated in eval.
+    Eval: ``out = gamma·(x − running_mean)/√(running_var + eps) + beta``, a per-channel affine
+    map, with its backward (``batch_norm_eval_forward`` / ``batch_norm_eval_backward``). Running
+    stats are never updated in eval.
     """
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1,
@@ -361,12 +339,8 @@ class BatchNorm2d(_Norm):
     def _forward(self, x: np.ndarray) -> tuple[np.ndarray, object]:
         gamma, beta = self.params["gamma"], self.params["beta"]
         if not self.training:
-            out = norm.batch_norm_inference(x, gamma, beta, self.running_mean, self.running_var,
-                                            eps=self.eps)
-            dtype = out.dtype
-            inv_std = 1 / np.sqrt(self.running_var.astype(dtype) + dtype.type(self.eps))  # (C,)
-            return out, _BatchNormEvalCache(as_float_array(x, "x", dtype),
-                                            self.running_mean.astype(dtype), inv_std)
+            return norm.batch_norm_eval_forward(x, gamma, beta, self.running_mean,
+                                                self.running_var, eps=self.eps)
         out, cache = norm.batch_norm_forward(x, gamma, beta, eps=self.eps)
         n = out.size // out.shape[1]  # values per channel: N·H·W (≥ 2, batch_norm_forward checks)
         m = self.momentum
@@ -375,14 +349,9 @@ class BatchNorm2d(_Norm):
         return out, cache
 
     def _backward(self, dout, cache, input_grad):
-        if isinstance(cache, _BatchNormEvalCache):
-            dout = check_dout(dout, cache.x.shape, cache.x.dtype, "BatchNorm2d (eval)")
-            gamma = self.params["gamma"].astype(dout.dtype)
-            dx = dout * (gamma * cache.inv_std)[:, None, None]
-            x_hat = (cache.x - cache.mean[:, None, None]) * cache.inv_std[:, None, None]
-            return dx, {"gamma": (dout * x_hat).sum(axis=(0, 2, 3)),
-                        "beta": dout.sum(axis=(0, 2, 3))}
-        dx, dgamma, dbeta = norm.batch_norm_backward(dout, cache)
+        backward = (norm.batch_norm_eval_backward if isinstance(cache, norm.BatchNormEvalCache)
+                    else norm.batch_norm_backward)
+        dx, dgamma, dbeta = backward(dout, cache)
         return dx, {"gamma": dgamma, "beta": dbeta}
 
     def extra_repr(self) -> str:
@@ -451,7 +420,7 @@ class LeakyReLU(Layer):
 
     def __init__(self, alpha: float = 0.01) -> None:
         super().__init__()
-        self.alpha = _finite_real(alpha, "alpha")
+        self.alpha = as_real(alpha, "alpha")
 
     def _forward(self, x: np.ndarray) -> tuple[np.ndarray, object]:
         return activations.leaky_relu_forward(x, self.alpha)
@@ -468,7 +437,7 @@ class ELU(Layer):
 
     def __init__(self, alpha: float = 1.0) -> None:
         super().__init__()
-        self.alpha = _finite_real(alpha, "alpha")
+        self.alpha = as_real(alpha, "alpha")
 
     def _forward(self, x: np.ndarray) -> tuple[np.ndarray, object]:
         return activations.elu_forward(x, self.alpha)

@@ -1,9 +1,10 @@
 """The fully connected layer ``y = Wx + b`` as a forward/backward pair (notebook 04).
 
 The wrapper does the matrix products with ``np.matmul`` (BLAS), the fast path, cut into blocks
-that BLAS runs on one thread (``_matmul``). ``_linear_forward_kernel`` is the same sum written
-as loops, ``y_o = Σ_i W[o,i]·x_i + b_o``, for reading next to the lecture's ``y = f(Wx + b)``;
-the tests check both agree.
+that BLAS runs on one thread (``_matmul``). ``linear_forward_kernel`` is the same sum written
+as loops, ``y_o = Σ_i W[o,i]·x_i + b_o``, for reading next to the lecture's ``y = f(Wx + b)``,
+and ``linear_backward_kernel`` its gradients; ``method="readable"`` runs them, and the tests
+check both methods agree.
 """
 
 from __future__ import annotations
@@ -12,22 +13,33 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._check import as_float_array, check_cache, check_dout, check_ndim, float_dtype
+from ._check import (
+    as_float_array,
+    check_cache,
+    check_dout,
+    check_method,
+    check_ndim,
+    float_dtype,
+)
 from ._jit import kernel, prange
 
 
 class LinearCache(NamedTuple):
     x: np.ndarray  # (N, D_in), the forward input
     w: np.ndarray  # (D_out, D_in)
+    method: str = "fast"
 
 
-def linear_forward(x: object, w: object, b: object) -> tuple[np.ndarray, LinearCache]:
+def linear_forward(x: object, w: object, b: object, *,
+                   method: str = "fast") -> tuple[np.ndarray, LinearCache]:
     """Fully connected layer: ``out = x @ w.T + b``, ``out[n, o] = Σ_i w[o, i]·x[n, i] + b[o]``.
 
     x: (N, D_in), one sample per row (flatten feature maps first: ``x.reshape(N, -1)``).
     w: (D_out, D_in), PyTorch's layout. b: (D_out,). out: (N, D_out), in the common float
-    dtype of x, w, b. The cache holds ``x`` and ``w``.
+    dtype of x, w, b. The cache holds ``x`` and ``w``. ``method="readable"`` runs
+    ``linear_forward_kernel`` (and the backward ``linear_backward_kernel``) instead of BLAS.
     """
+    method = check_method(method)
     dtype = float_dtype(x, w, b)
     x = as_float_array(x, "x", dtype)
     w = as_float_array(w, "w", dtype)
@@ -39,8 +51,12 @@ def linear_forward(x: object, w: object, b: object) -> tuple[np.ndarray, LinearC
             f"b has shape {b.shape} but w has {w.shape[0]} output features, "
             f"so b must have shape ({w.shape[0]},)"
         )
-    out = _matmul(x, w.T) + b  # (N, D_out)
-    return out, LinearCache(x, w)
+    if method == "readable":
+        out = np.empty((x.shape[0], w.shape[0]), dtype)
+        linear_forward_kernel(x, w, b, out)
+    else:
+        out = _matmul(x, w.T) + b  # (N, D_out)
+    return out, LinearCache(x, w, method)
 
 
 def _check_x(x: np.ndarray, w: np.ndarray) -> None:
@@ -97,7 +113,7 @@ def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 @kernel
-def _linear_forward_kernel(x, w, b, out):
+def linear_forward_kernel(x, w, b, out):
     """``out[n, o] = Σ_i w[o, i]·x[n, i] + b[o]``; x (N, D_in), w (D_out, D_in), out (N, D_out)."""
     n_samples, d_in = x.shape
     d_out = w.shape[0]
@@ -116,9 +132,38 @@ def linear_backward(dout: object, cache: LinearCache) -> tuple[np.ndarray, np.nd
     dout: (N, D_out). dx: (N, D_in), dw: (D_out, D_in), db: (D_out,), in the forward's dtype.
     """
     check_cache(cache, LinearCache, "linear")
-    x, w = cache
+    x, w, method = cache
     dout = check_dout(dout, (x.shape[0], w.shape[0]), x.dtype, "linear")
+    if method == "readable":
+        dx, dw, db = np.empty_like(x), np.empty_like(w), np.empty(w.shape[0], x.dtype)
+        linear_backward_kernel(dout, x, w, dx, dw, db)
+        return dx, dw, db
     dx = _matmul(dout, w)  # (N, D_in)
     dw = _matmul(dout.T, x)  # (D_out, D_in)
     db = dout.sum(axis=0)  # (D_out,)
     return dx, dw, db
+
+
+@kernel
+def linear_backward_kernel(dout, x, w, dx, dw, db):
+    """``dx[n, i] = Σ_o dout[n, o]·w[o, i]``, ``dw[o, i] = Σ_n dout[n, o]·x[n, i]``,
+    ``db[o] = Σ_n dout[n, o]``."""
+    n_samples, d_in = x.shape
+    d_out = w.shape[0]
+    zero = x.dtype.type(0)
+    for n in prange(n_samples):  # sample n writes its own row dx[n]
+        for i in range(d_in):
+            g = zero
+            for o in range(d_out):
+                g += dout[n, o] * w[o, i]
+            dx[n, i] = g
+    for o in prange(d_out):  # output feature o writes its own row dw[o] and db[o]
+        for i in range(d_in):
+            g = zero
+            for n in range(n_samples):
+                g += dout[n, o] * x[n, i]
+            dw[o, i] = g
+        g = zero
+        for n in range(n_samples):
+            g += dout[n, o]
+        db[o] = g

@@ -13,8 +13,9 @@ cancel like Σx² − Mμ² can), and every sum over many values — μ, σ², d
 sums in dx — is accumulated in float64, also for float32 input (a float32 running sum of
 M = 10⁵ values can be off by up to M·2⁻²⁴ ≈ 0.6 %). The per-element work (x̂, out, dx) runs in
 x's dtype, and every output, gradient and cached statistic has x's dtype.
-Batch norm's public functions run ``_batch_norm_*_fast_kernel``: the same sums arranged so that
-they vectorise (one partial sum per pixel position), tested equal to the readable kernels.
+Batch norm's public functions run the kernels of ``_norm_fast.py`` unless ``method="readable"``:
+the same sums arranged so that they vectorise (one partial sum per pixel position), tested equal
+to the readable kernels here. The other functions have one kernel, which serves both methods.
 Notebook 03 teaches this module.
 """
 
@@ -24,12 +25,14 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import _norm_fast
 from ._check import (
     as_float_array,
     as_int,
     as_positive_float,
     check_cache,
     check_dout,
+    check_method,
     check_ndim,
     float_dtype,
 )
@@ -37,8 +40,11 @@ from ._jit import kernel, prange
 
 __all__ = [
     "BatchNormCache",
+    "BatchNormEvalCache",
     "GroupNormCache",
     "batch_norm_backward",
+    "batch_norm_eval_backward",
+    "batch_norm_eval_forward",
     "batch_norm_forward",
     "batch_norm_inference",
     "group_norm_backward",
@@ -87,10 +93,12 @@ class BatchNormCache(NamedTuple):
     mean: np.ndarray
     var: np.ndarray
     rstd: np.ndarray
+    method: str = "fast"
 
 
 def batch_norm_forward(
-    x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float = 1e-5
+    x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float = 1e-5, *,
+    method: str = "fast",
 ) -> tuple[np.ndarray, BatchNormCache]:
     """Batch normalization, training mode: statistics of this batch, per channel over N, H, W.
 
@@ -98,9 +106,11 @@ def batch_norm_forward(
     out[n, c, h, w] = gamma[c] · (x[n, c, h, w] − μ[c]) / sqrt(σ²[c] + eps) + beta[c].
     x: (N, C, H, W) with N·H·W > 1; gamma, beta: (C,); eps > 0. Returns out (N, C, H, W) in
     the common float dtype and a ``BatchNormCache`` (x, gamma, mean, var, rstd).
-    Evaluation mode (running statistics) is ``batch_norm_inference``.
+    Evaluation mode (running statistics) is ``batch_norm_inference`` / ``batch_norm_eval_*``.
+    ``method="readable"`` runs ``batch_norm_stats_kernel`` then ``batch_norm_apply_kernel``.
     Notebook 03 (lecture §四 バッチ正規化).
     """
+    method = check_method(method)
     x, gamma, beta, eps, _ = _norm_args(x, gamma, beta, eps)
     N, C, H, W = x.shape
     if N * H * W < 2:
@@ -110,12 +120,16 @@ def batch_norm_forward(
         )
     mean, var, rstd = (np.empty(C, dtype=x.dtype) for _ in range(3))
     out = np.empty_like(x)
-    _batch_norm_forward_fast_kernel(x, gamma, beta, eps, out, mean, var, rstd)
-    return out, BatchNormCache(x, gamma, mean, var, rstd)
+    if method == "readable":
+        batch_norm_stats_kernel(x, eps, mean, var, rstd)
+        batch_norm_apply_kernel(x, mean, rstd, gamma, beta, out)
+    else:
+        _norm_fast.batch_norm_forward_kernel(x, gamma, beta, eps, out, mean, var, rstd)
+    return out, BatchNormCache(x, gamma, mean, var, rstd, method)
 
 
 @kernel
-def _batch_norm_stats_kernel(x, eps, mean, var, rstd):
+def batch_norm_stats_kernel(x, eps, mean, var, rstd):
     N, C, H, W = x.shape
     count = N * H * W
     for c in prange(C):  # each iteration owns mean[c], var[c] and rstd[c]
@@ -137,7 +151,7 @@ def _batch_norm_stats_kernel(x, eps, mean, var, rstd):
 
 
 @kernel
-def _batch_norm_apply_kernel(x, mean, rstd, gamma, beta, out):
+def batch_norm_apply_kernel(x, mean, rstd, gamma, beta, out):
     N, C, H, W = x.shape
     for c in prange(C):  # each iteration owns the channel out[:, c]
         mu, r, g, b = mean[c], rstd[c], gamma[c], beta[c]
@@ -146,41 +160,6 @@ def _batch_norm_apply_kernel(x, mean, rstd, gamma, beta, out):
                 for w in range(W):
                     x_hat = (x[n, c, h, w] - mu) * r  # x̂ = (x − μ) / sqrt(σ² + eps)
                     out[n, c, h, w] = g * x_hat + b  # y = γ x̂ + β
-
-
-@kernel
-def _batch_norm_forward_fast_kernel(x, gamma, beta, eps, out, mean, var, rstd):
-    """The two kernels above in one pass per channel, arranged so that the loops vectorise.
-
-    A float64 running sum is one long chain of dependent additions, which the compiler may not
-    reorder (no fastmath). Here each pixel position p of the H·W plane gets its own float64
-    partial sum over the batch, ``sums[p] += x[n, c, p]``: the additions for neighbouring p are
-    independent, so they run several at a time (SIMD). Same precision, other summation order;
-    the tests check it against the readable kernels.
-    """
-    N, C, H, W = x.shape
-    P = H * W
-    count = N * P
-    x3, out3 = x.reshape(N, C, P), out.reshape(N, C, P)  # each plane x[n, c] is contiguous
-    for c in prange(C):  # each iteration owns out[:, c], mean[c], var[c] and rstd[c]
-        sums = np.zeros(P)  # float64
-        for n in range(N):
-            for p in range(P):
-                sums[p] += x3[n, c, p]
-        mu = sums.sum() / count
-        sums[:] = 0.0
-        for n in range(N):
-            for p in range(P):
-                d = x3[n, c, p] - mu
-                sums[p] += d * d
-        squares = sums.sum()
-        mean[c] = mu
-        var[c] = squares / count
-        rstd[c] = 1.0 / np.sqrt(squares / count + eps)
-        mu_c, r, g, b = mean[c], rstd[c], gamma[c], beta[c]  # in x's dtype, as in the apply kernel
-        for n in range(N):
-            for p in range(P):
-                out3[n, c, p] = g * ((x3[n, c, p] - mu_c) * r) + b
 
 
 def batch_norm_inference(
@@ -204,8 +183,48 @@ def batch_norm_inference(
         raise ValueError("running_var has negative entries; a variance must be >= 0")
     rstd = 1 / np.sqrt(running_var + eps)  # (C,), in x's dtype
     out = np.empty_like(x)
-    _batch_norm_apply_kernel(x, running_mean, rstd, gamma, beta, out)
+    batch_norm_apply_kernel(x, running_mean, rstd, gamma, beta, out)
     return out
+
+
+class BatchNormEvalCache(NamedTuple):
+    """What ``batch_norm_eval_backward`` needs: x, gamma and the fixed statistics, (C,) each."""
+
+    x: np.ndarray
+    gamma: np.ndarray
+    mean: np.ndarray  # the running mean
+    rstd: np.ndarray  # 1 / sqrt(running_var + eps)
+
+
+def batch_norm_eval_forward(
+    x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, running_mean: np.ndarray,
+    running_var: np.ndarray, eps: float = 1e-5, *, method: str = "fast",
+) -> tuple[np.ndarray, BatchNormEvalCache]:
+    """``batch_norm_inference`` as a forward/backward pair (``BatchNorm2d`` in ``eval()`` mode):
+    the same out, and a ``BatchNormEvalCache`` for ``batch_norm_eval_backward``. One kernel
+    serves both methods."""
+    check_method(method)
+    out = batch_norm_inference(x, gamma, beta, running_mean, running_var, eps)
+    dtype = out.dtype
+    x = as_float_array(x, "x", dtype)
+    mean = as_float_array(running_mean, "running_mean", dtype)
+    rstd = 1 / np.sqrt(as_float_array(running_var, "running_var", dtype) + dtype.type(eps))
+    return out, BatchNormEvalCache(x, as_float_array(gamma, "gamma", dtype), mean, rstd)
+
+
+def batch_norm_eval_backward(
+    dout: np.ndarray, cache: BatchNormEvalCache
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gradients of the evaluation-mode affine map ``out = gamma·(x − mean)·rstd + beta``
+    (the statistics are constants here): dx = dout·gamma[c]·rstd[c], dgamma[c] = Σ dout·x̂,
+    dbeta[c] = Σ dout over (N, H, W), with x̂ = (x − mean[c])·rstd[c]."""
+    check_cache(cache, BatchNormEvalCache, "batch_norm_eval")
+    x = cache.x
+    dout = check_dout(dout, x.shape, x.dtype, "batch_norm_eval")
+    per_channel = (slice(None), None, None)
+    dx = dout * (cache.gamma * cache.rstd)[per_channel]
+    x_hat = (x - cache.mean[per_channel]) * cache.rstd[per_channel]
+    return dx, (dout * x_hat).sum(axis=(0, 2, 3)), dout.sum(axis=(0, 2, 3))
 
 
 def batch_norm_backward(
@@ -223,14 +242,14 @@ def batch_norm_backward(
     dout = check_dout(dout, cache.x.shape, cache.x.dtype, "batch_norm")
     dx = np.empty_like(cache.x)
     dgamma, dbeta = np.empty_like(cache.gamma), np.empty_like(cache.gamma)
-    _batch_norm_backward_fast_kernel(
-        dout, cache.x, cache.mean, cache.rstd, cache.gamma, dx, dgamma, dbeta
-    )
+    backward = (batch_norm_backward_kernel if cache.method == "readable"
+                else _norm_fast.batch_norm_backward_kernel)
+    backward(dout, cache.x, cache.mean, cache.rstd, cache.gamma, dx, dgamma, dbeta)
     return dx, dgamma, dbeta
 
 
 @kernel
-def _batch_norm_backward_kernel(dout, x, mean, rstd, gamma, dx, dgamma, dbeta):
+def batch_norm_backward_kernel(dout, x, mean, rstd, gamma, dx, dgamma, dbeta):
     N, C, H, W = x.shape
     count = N * H * W
     for c in prange(C):  # each iteration owns dx[:, c], dgamma[c] and dbeta[c]
@@ -257,35 +276,6 @@ def _batch_norm_backward_kernel(dout, x, mean, rstd, gamma, dx, dgamma, dbeta):
                     )
 
 
-@kernel
-def _batch_norm_backward_fast_kernel(dout, x, mean, rstd, gamma, dx, dgamma, dbeta):
-    """``_batch_norm_backward_kernel`` with one float64 partial sum per pixel position, so the
-    sums vectorise (see ``_batch_norm_forward_fast_kernel``). Same formulas."""
-    N, C, H, W = x.shape
-    P = H * W
-    count = N * P
-    x3, dout3, dx3 = x.reshape(N, C, P), dout.reshape(N, C, P), dx.reshape(N, C, P)
-    for c in prange(C):  # each iteration owns dx[:, c], dgamma[c] and dbeta[c]
-        mu, r = mean[c], rstd[c]
-        sums_dout = np.zeros(P)  # float64
-        sums_dout_x_hat = np.zeros(P)
-        for n in range(N):
-            for p in range(P):
-                x_hat = (x3[n, c, p] - mu) * r
-                sums_dout[p] += dout3[n, c, p]
-                sums_dout_x_hat[p] += dout3[n, c, p] * x_hat
-        sum_dout, sum_dout_x_hat = sums_dout.sum(), sums_dout_x_hat.sum()
-        dbeta[c] = sum_dout
-        dgamma[c] = sum_dout_x_hat
-        mean_dout = x.dtype.type(sum_dout / count)
-        mean_dout_x_hat = x.dtype.type(sum_dout_x_hat / count)
-        scale = gamma[c] * r
-        for n in range(N):
-            for p in range(P):
-                x_hat = (x3[n, c, p] - mu) * r
-                dx3[n, c, p] = scale * (dout3[n, c, p] - mean_dout - x_hat * mean_dout_x_hat)
-
-
 # ------------------------------------------------------------------ group and layer norm
 
 
@@ -303,7 +293,8 @@ class GroupNormCache(NamedTuple):
 
 
 def group_norm_forward(
-    x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, groups: int, eps: float = 1e-5
+    x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, groups: int, eps: float = 1e-5, *,
+    method: str = "fast",
 ) -> tuple[np.ndarray, GroupNormCache]:
     """Group normalization: each sample's channels in ``groups`` consecutive groups of C/G.
 
@@ -314,6 +305,7 @@ def group_norm_forward(
     and a ``GroupNormCache`` (x, gamma, mean (N, G), rstd (N, G)).
     Notebook 03 (lecture §四 その他の正規化).
     """
+    check_method(method)  # one kernel for both
     x, gamma, beta, eps, _ = _norm_args(x, gamma, beta, eps)
     C = x.shape[1]
     groups = as_int(groups, "groups", minimum=1)
@@ -324,12 +316,12 @@ def group_norm_forward(
     out = np.empty_like(x)
     mean = np.empty((x.shape[0], groups), dtype=x.dtype)
     rstd = np.empty_like(mean)
-    _group_norm_kernel(x, gamma, beta, eps, out, mean, rstd)
+    group_norm_kernel(x, gamma, beta, eps, out, mean, rstd)
     return out, GroupNormCache(x, gamma, mean, rstd)
 
 
 @kernel
-def _group_norm_kernel(x, gamma, beta, eps, out, mean, rstd):
+def group_norm_kernel(x, gamma, beta, eps, out, mean, rstd):
     N, C, H, W = x.shape
     G = mean.shape[1]
     C_g = C // G  # channels per group
@@ -382,7 +374,7 @@ def _group_norm_backward(
     # per-sample parts, summed over n below, so that the kernel's prange over samples is race-free
     dgamma_parts = np.empty((N, C))  # float64, like every long sum here
     dbeta_parts = np.empty((N, C))
-    _group_norm_backward_kernel(
+    group_norm_backward_kernel(
         dout, cache.x, cache.gamma, cache.mean, cache.rstd, dx, dgamma_parts, dbeta_parts
     )
     dgamma = dgamma_parts.sum(axis=0).astype(cache.x.dtype)
@@ -391,7 +383,7 @@ def _group_norm_backward(
 
 
 @kernel
-def _group_norm_backward_kernel(dout, x, gamma, mean, rstd, dx, dgamma_parts, dbeta_parts):
+def group_norm_backward_kernel(dout, x, gamma, mean, rstd, dx, dgamma_parts, dbeta_parts):
     N, C, H, W = x.shape
     G = mean.shape[1]
     C_g = C // G
@@ -426,7 +418,8 @@ def _group_norm_backward_kernel(dout, x, gamma, mean, rstd, dx, dgamma_parts, db
 
 
 def layer_norm_forward(
-    x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float = 1e-5
+    x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float = 1e-5, *,
+    method: str = "fast",
 ) -> tuple[np.ndarray, GroupNormCache]:
     """Layer normalization: each sample normalized over all its C, H, W values.
 
@@ -436,7 +429,7 @@ def layer_norm_forward(
     Returns out (N, C, H, W) and a ``GroupNormCache`` with mean, rstd of shape (N, 1).
     Notebook 03 (lecture §四 その他の正規化).
     """
-    return group_norm_forward(x, gamma, beta, 1, eps)
+    return group_norm_forward(x, gamma, beta, 1, eps, method=method)
 
 
 def layer_norm_backward(

@@ -17,7 +17,15 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._check import as_float_array, as_pair, check_cache, check_dout, check_ndim
+from ._check import (
+    as_float_array,
+    as_pair,
+    check_cache,
+    check_dout,
+    check_method,
+    check_ndim,
+    check_pool_padding,
+)
 from ._jit import kernel, prange, serial_kernel
 
 __all__ = [
@@ -39,11 +47,7 @@ def _pool_args(
     KH, KW = as_pair(kernel_size, "kernel_size", minimum=1)
     sh, sw = (KH, KW) if stride is None else as_pair(stride, "stride", minimum=1)
     ph, pw = as_pair(padding, "padding", minimum=0)
-    for p, k in ((ph, KH), (pw, KW)):
-        if p > k // 2:
-            raise ValueError(
-                f"padding {p} is more than half of kernel_size {k}; PyTorch has the same rule"
-            )
+    check_pool_padding((ph, pw), (KH, KW))
     N, C, H, W = x.shape
     if H + 2 * ph < KH or W + 2 * pw < KW:
         raise ValueError(
@@ -72,6 +76,8 @@ def max_pool2d_forward(
     kernel_size: int | tuple[int, int],
     stride: int | tuple[int, int] | None = None,
     padding: int | tuple[int, int] = 0,
+    *,
+    method: str = "fast",
 ) -> tuple[np.ndarray, MaxPool2dCache]:
     """Max pooling: out[n, c, i, j] = max_{m, q} x[n, c, i·sh − ph + m, j·sw − pw + q].
 
@@ -79,16 +85,19 @@ def max_pool2d_forward(
     padding ≤ kernel_size // 2 and treated as −∞. Returns out (N, C, H_out, W_out), same float
     dtype as x (integer x becomes float64), and a ``MaxPool2dCache`` holding ``argmax``, the
     first maximum of each window in row-major order (a NaN counts as the maximum).
+    ``method="readable"`` always runs ``max_pool2d_kernel``; ``"fast"`` runs an unrolled twin for
+    2×2 windows with stride 2 and no padding (same numbers).
     Notebook 02 (lecture §三 プーリング層); the backward pass in notebook 05.
     """
+    method = check_method(method)
     x, (KH, KW), (sh, sw), (ph, pw), out_shape = _pool_args(x, kernel_size, stride, padding)
+    plain_2x2 = method == "fast" and _is_plain_2x2(KH, KW, sh, sw, ph, pw)
     out = np.empty(out_shape, dtype=x.dtype)
     argmax = np.empty(out_shape, dtype=np.int64)
-    if _is_plain_2x2(KH, KW, sh, sw, ph, pw):
+    if plain_2x2:
         _max_pool2d_2x2_kernel(x, out, argmax)  # the common case, unrolled: same numbers
     else:
-        _max_pool2d_kernel(x, KH, KW, sh, sw, ph, pw, out, argmax)
-    plain_2x2 = _is_plain_2x2(KH, KW, sh, sw, ph, pw)
+        max_pool2d_kernel(x, KH, KW, sh, sw, ph, pw, out, argmax)
     return out, MaxPool2dCache(x.shape, x.dtype, argmax, plain_2x2)
 
 
@@ -98,7 +107,7 @@ def _is_plain_2x2(KH: int, KW: int, sh: int, sw: int, ph: int, pw: int) -> bool:
 
 
 @kernel
-def _max_pool2d_kernel(x, KH, KW, sh, sw, ph, pw, out, argmax):
+def max_pool2d_kernel(x, KH, KW, sh, sw, ph, pw, out, argmax):
     N, C, H, W = x.shape
     H_out, W_out = out.shape[2], out.shape[3]
     for nc in prange(N * C):  # each iteration owns the plane (n, c) of out and argmax
@@ -128,7 +137,7 @@ def _max_pool2d_kernel(x, KH, KW, sh, sw, ph, pw, out, argmax):
 
 @kernel
 def _max_pool2d_2x2_kernel(x, out, argmax):
-    """``_max_pool2d_kernel`` for 2×2 windows with stride 2 and no padding, written out.
+    """``max_pool2d_kernel`` for 2×2 windows with stride 2 and no padding, written out.
 
     The loops over the window (m, q) are unrolled and no window can reach the padding, which
     makes this about ten times faster than the general kernel; the tests check both agree.
@@ -181,12 +190,12 @@ def max_pool2d_backward(dout: np.ndarray, cache: MaxPool2dCache) -> np.ndarray:
         _max_pool2d_2x2_backward_kernel(dout, cache.argmax, dx)
     else:
         dx = np.zeros(cache.x_shape, dtype=cache.dtype)
-        _max_pool2d_backward_kernel(dout, cache.argmax, dx)
+        max_pool2d_backward_kernel(dout, cache.argmax, dx)
     return dx
 
 
 @kernel
-def _max_pool2d_backward_kernel(dout, argmax, dx):
+def max_pool2d_backward_kernel(dout, argmax, dx):
     N, C, H_out, W_out = dout.shape
     W = dx.shape[3]
     # each iteration owns the plane dx[n, c]: overlapping windows "+=" into the same element
@@ -201,7 +210,7 @@ def _max_pool2d_backward_kernel(dout, argmax, dx):
 
 @kernel
 def _max_pool2d_2x2_backward_kernel(dout, argmax, dx):
-    """``_max_pool2d_backward_kernel`` for 2×2 windows, stride 2, no padding. The windows do not
+    """``max_pool2d_backward_kernel`` for 2×2 windows, stride 2, no padding. The windows do not
     overlap, so each pair of rows is zeroed and then gets one value per window, without the
     division ``at // W`` (row 2i or 2i + 1 follows from comparing ``at`` with (2i + 1)·W)."""
     N, C, H_out, W_out = dout.shape
@@ -241,24 +250,28 @@ def avg_pool2d_forward(
     kernel_size: int | tuple[int, int],
     stride: int | tuple[int, int] | None = None,
     padding: int | tuple[int, int] = 0,
+    *,
+    method: str = "fast",
 ) -> tuple[np.ndarray, AvgPool2dCache]:
     """Average pooling: out[n, c, i, j] = Σ_{m, q} x[n, c, i·sh − ph + m, j·sw − pw + q] / (KH·KW).
 
     x: (N, C, H, W); kernel_size, stride (None = kernel_size), padding: int or (h, w) pair,
     padding ≤ kernel_size // 2 and treated as zeros that still count in the divisor KH·KW.
     Returns out (N, C, H_out, W_out) in x's float dtype (integer x becomes float64) and an
-    ``AvgPool2dCache`` (shapes, dtype, window; x itself is not needed).
+    ``AvgPool2dCache`` (shapes, dtype, window; x itself is not needed). Both methods run
+    ``avg_pool2d_kernel``, which is already the lecture's loop.
     Notebook 02 (lecture §三 プーリング層); the backward pass in notebook 05.
     """
+    check_method(method)
     x, (KH, KW), (sh, sw), (ph, pw), out_shape = _pool_args(x, kernel_size, stride, padding)
     out = np.empty(out_shape, dtype=x.dtype)
-    _avg_pool2d_kernel(x, KH, KW, sh, sw, ph, pw, x.dtype.type(KH * KW), out)
+    avg_pool2d_kernel(x, KH, KW, sh, sw, ph, pw, x.dtype.type(KH * KW), out)
     cache = AvgPool2dCache(x.shape, x.dtype, out_shape, (KH, KW), (sh, sw), (ph, pw))
     return out, cache
 
 
 @kernel
-def _avg_pool2d_kernel(x, KH, KW, sh, sw, ph, pw, area, out):
+def avg_pool2d_kernel(x, KH, KW, sh, sw, ph, pw, area, out):
     N, C, H, W = x.shape
     H_out, W_out = out.shape[2], out.shape[3]
     for nc in prange(N * C):  # each iteration owns the plane (n, c) of out
@@ -269,7 +282,7 @@ def _avg_pool2d_kernel(x, KH, KW, sh, sw, ph, pw, area, out):
                 total = x.dtype.type(0)  # the padded positions add 0, so they are skipped
                 for m in range(max(0, -h0), min(KH, H - h0)):
                     for q in range(max(0, -w0), min(KW, W - w0)):
-                        total += x[n, c, h0 + m, w0 + q]  # Y(i, j) = Σ_{m, q} X(i + m, j + q) / p²
+                        total += x[n, c, h0 + m, w0 + q]  # Y(i, j) = Σ X(i + m, j + q) / area
                 out[n, c, i, j] = total / area
 
 
@@ -284,12 +297,12 @@ def avg_pool2d_backward(dout: np.ndarray, cache: AvgPool2dCache) -> np.ndarray:
     dout = check_dout(dout, cache.out_shape, cache.dtype, "avg_pool2d")
     (KH, KW), (sh, sw), (ph, pw) = cache.kernel_size, cache.stride, cache.padding
     dx = np.zeros(cache.x_shape, dtype=cache.dtype)
-    _avg_pool2d_backward_kernel(dout, KH, KW, sh, sw, ph, pw, cache.dtype.type(KH * KW), dx)
+    avg_pool2d_backward_kernel(dout, KH, KW, sh, sw, ph, pw, cache.dtype.type(KH * KW), dx)
     return dx
 
 
 @kernel
-def _avg_pool2d_backward_kernel(dout, KH, KW, sh, sw, ph, pw, area, dx):
+def avg_pool2d_backward_kernel(dout, KH, KW, sh, sw, ph, pw, area, dx):
     N, C, H_out, W_out = dout.shape
     H, W = dx.shape[2], dx.shape[3]
     # each iteration owns the plane dx[n, c]: overlapping windows "+=" into the same element

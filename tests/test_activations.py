@@ -31,7 +31,7 @@ def pair(name):
 
 
 def kernels(name):
-    return getattr(A, f"_{name}_forward_kernel"), getattr(A, f"_{name}_backward_kernel")
+    return getattr(A, f"{name}_forward_kernel"), getattr(A, f"{name}_backward_kernel")
 
 
 def kernel_args(name, dtype, *arrays):

@@ -6,21 +6,21 @@ from numba_checks import float64_instructions
 from numpy.testing import assert_allclose, assert_array_equal
 
 from cnnlib import reference as ref
-from cnnlib.conv import (
-    Conv2dCache,
-    _conv2d_dw_kernel,
-    _conv2d_dx_kernel,
-    _conv2d_forward_kernel,
+from cnnlib._conv_fast import (
     _fast_backward_kernel,
     _fast_forward_kernel,
     _gather,
     _gather_row_runs,
     _gather_runs,
-    _gemm,
-    _gemm_dots,
-    _sum,
+)
+from cnnlib._loops import _gemm, _gemm_dots, _sum
+from cnnlib.conv import (
+    Conv2dCache,
     conv2d_backward,
+    conv2d_dw_kernel,
+    conv2d_dx_kernel,
     conv2d_forward,
+    conv2d_forward_kernel,
     conv_output_size,
 )
 from cnnlib.gradcheck import check_gradients
@@ -186,17 +186,17 @@ def test_readable_kernels_match_their_serial_python():
     xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
     args = (2, 1, 1, 2)  # sh, sw, dil_h, dil_w
     out, out_py = np.empty(dout.shape), np.empty(dout.shape)
-    _conv2d_forward_kernel(xp, w, b, *args, out)
-    _conv2d_forward_kernel.py_func(xp, w, b, *args, out_py)
+    conv2d_forward_kernel(xp, w, b, *args, out)
+    conv2d_forward_kernel.py_func(xp, w, b, *args, out_py)
     assert_allclose(out, out_py, rtol=1e-12, atol=1e-12)
     dw, db, dw_py, db_py = np.empty_like(w), np.empty(3), np.empty_like(w), np.empty(3)
-    _conv2d_dw_kernel(dout, xp, *args, dw, db)
-    _conv2d_dw_kernel.py_func(dout, xp, *args, dw_py, db_py)
+    conv2d_dw_kernel(dout, xp, *args, dw, db)
+    conv2d_dw_kernel.py_func(dout, xp, *args, dw_py, db_py)
     assert_allclose(dw, dw_py, rtol=1e-12, atol=1e-12)
     assert_allclose(db, db_py, rtol=1e-12, atol=1e-12)
     dxp, dxp_py = np.zeros_like(xp), np.zeros_like(xp)
-    _conv2d_dx_kernel(dout, w, *args, dxp)
-    _conv2d_dx_kernel.py_func(dout, w, *args, dxp_py)
+    conv2d_dx_kernel(dout, w, *args, dxp)
+    conv2d_dx_kernel.py_func(dout, w, *args, dxp_py)
     assert_allclose(dxp, dxp_py, rtol=1e-12, atol=1e-12)
 
 
@@ -246,9 +246,9 @@ def test_float32_kernels_compute_in_float32():
     w2, d3 = w.reshape(3, -1), dout.reshape(2, 3, -1)
     taps, flat = np.arange(4, dtype=np.uint64), np.ones(64, np.float32)
     cases = [
-        (_conv2d_forward_kernel, (xp, w, b, 1, 1, 1, 1, np.empty_like(dout))),
-        (_conv2d_dw_kernel, (dout, xp, 1, 1, 1, 1, np.empty_like(w), np.empty_like(b))),
-        (_conv2d_dx_kernel, (dout, w, 1, 1, 1, 1, dxp)),
+        (conv2d_forward_kernel, (xp, w, b, 1, 1, 1, 1, np.empty_like(dout))),
+        (conv2d_dw_kernel, (dout, xp, 1, 1, 1, 1, np.empty_like(w), np.empty_like(b))),
+        (conv2d_dx_kernel, (dout, w, 1, 1, 1, 1, dxp)),
         (_fast_forward_kernel, (x, w2, b, 3, 3, *hyper, 2, 1, np.empty_like(d3), 5)),
         (_fast_backward_kernel, (d3, 5, x, np.ascontiguousarray(w2.T), 3, 3, *hyper, True,
                                  np.empty_like(x), np.empty((1, 3, 18), np.float32),

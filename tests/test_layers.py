@@ -454,8 +454,8 @@ def test_repr_reads_like_pytorch():
     (lambda: L.LayerNorm2d(4, eps=-1e-5), ValueError, "eps must be"),
     (lambda: L.GroupNorm(3, 8), ValueError, "num_groups=3 must divide num_channels=8"),
     (lambda: L.GroupNorm(0, 8), ValueError, "num_groups must be at least 1"),
-    (lambda: L.LeakyReLU("0.1"), TypeError, "alpha must be a finite real number"),
-    (lambda: L.ELU(float("nan")), TypeError, "alpha must be a finite real number"),
+    (lambda: L.LeakyReLU("0.1"), TypeError, "alpha must be a real number"),
+    (lambda: L.ELU(float("nan")), ValueError, "alpha must be a finite number"),
     (lambda: L.Sequential(L.ReLU), TypeError, r"the class ReLU.*ReLU\(…\)"),
     (lambda: L.Sequential([L.ReLU()]), TypeError, r"Sequential\(\*layers\)"),
 ])

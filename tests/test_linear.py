@@ -10,10 +10,10 @@ from cnnlib.gradcheck import check_gradients
 from cnnlib.linear import (
     _ONE_THREAD_MNK,
     LinearCache,
-    _linear_forward_kernel,
     _matmul,
     linear_backward,
     linear_forward,
+    linear_forward_kernel,
 )
 
 X_HAND = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])  # N = 2 samples, D_in = 3
@@ -63,7 +63,7 @@ def test_gradients_match_numerical(size):
 def test_loop_kernel_equals_fast_path(size, dtype):
     x, w, b = random_layer(*size, dtype=dtype, seed=3)
     loops = np.empty((size[0], size[2]), dtype=dtype)
-    _linear_forward_kernel(x, w, b, loops)
+    linear_forward_kernel(x, w, b, loops)
     rtol = 1e-5 if dtype == np.float32 else 1e-12
     assert_allclose(loops, linear_forward(x, w, b)[0], rtol=rtol, atol=rtol)
 
@@ -71,8 +71,8 @@ def test_loop_kernel_equals_fast_path(size, dtype):
 def test_loop_kernel_parallel_matches_serial_py_func():
     x, w, b = random_layer(9, 13, 5, seed=4)
     parallel, serial = np.empty((9, 5)), np.empty((9, 5))
-    _linear_forward_kernel(x, w, b, parallel)
-    _linear_forward_kernel.py_func(x, w, b, serial)
+    linear_forward_kernel(x, w, b, parallel)
+    linear_forward_kernel.py_func(x, w, b, serial)
     assert_allclose(parallel, serial, rtol=1e-13)
 
 

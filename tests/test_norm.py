@@ -4,23 +4,22 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
+from cnnlib import _norm_fast
 from cnnlib import reference as ref
 from cnnlib.gradcheck import check_gradients
 from cnnlib.norm import (
     BatchNormCache,
     GroupNormCache,
-    _batch_norm_apply_kernel,
-    _batch_norm_backward_fast_kernel,
-    _batch_norm_backward_kernel,
-    _batch_norm_forward_fast_kernel,
-    _batch_norm_stats_kernel,
-    _group_norm_backward_kernel,
-    _group_norm_kernel,
+    batch_norm_apply_kernel,
     batch_norm_backward,
+    batch_norm_backward_kernel,
     batch_norm_forward,
     batch_norm_inference,
+    batch_norm_stats_kernel,
     group_norm_backward,
+    group_norm_backward_kernel,
     group_norm_forward,
+    group_norm_kernel,
     layer_norm_backward,
     layer_norm_forward,
 )
@@ -179,11 +178,11 @@ def test_batch_norm_kernels_match_serial_py_func(dtype):
     results = []
     for run in (lambda k: k, lambda k: k.py_func):
         mean, var, rstd = (np.empty(4, dtype) for _ in range(3))
-        run(_batch_norm_stats_kernel)(x, 1e-5, mean, var, rstd)
+        run(batch_norm_stats_kernel)(x, 1e-5, mean, var, rstd)
         out = np.empty_like(x)
-        run(_batch_norm_apply_kernel)(x, mean, rstd, gamma, beta, out)
+        run(batch_norm_apply_kernel)(x, mean, rstd, gamma, beta, out)
         dx, dgamma, dbeta = np.empty_like(x), np.empty_like(gamma), np.empty_like(gamma)
-        run(_batch_norm_backward_kernel)(dout, x, mean, rstd, gamma, dx, dgamma, dbeta)
+        run(batch_norm_backward_kernel)(dout, x, mean, rstd, gamma, dx, dgamma, dbeta)
         results.append((mean, var, rstd, out, dx, dgamma, dbeta))
     for parallel, serial in zip(*results, strict=True):
         assert parallel.dtype == dtype
@@ -200,20 +199,20 @@ def test_fast_batch_norm_kernels_match_the_readable_ones(shape, dtype):
     C = shape[1]
     rtol = 1e-5 if dtype == np.float32 else 1e-12
     mean, var, rstd = (np.empty(C, dtype) for _ in range(3))
-    _batch_norm_stats_kernel(x, 1e-5, mean, var, rstd)
+    batch_norm_stats_kernel(x, 1e-5, mean, var, rstd)
     out = np.empty_like(x)
-    _batch_norm_apply_kernel(x, mean, rstd, gamma, beta, out)
+    batch_norm_apply_kernel(x, mean, rstd, gamma, beta, out)
     dx, dgamma, dbeta = np.empty_like(x), np.empty_like(gamma), np.empty_like(gamma)
-    _batch_norm_backward_kernel(dout, x, mean, rstd, gamma, dx, dgamma, dbeta)
+    batch_norm_backward_kernel(dout, x, mean, rstd, gamma, dx, dgamma, dbeta)
 
     fast_stats = [np.full(C, np.nan, dtype) for _ in range(3)]
     fast_out = np.full_like(x, np.nan)
-    _batch_norm_forward_fast_kernel(x, gamma, beta, 1e-5, fast_out, *fast_stats)
+    _norm_fast.batch_norm_forward_kernel(x, gamma, beta, 1e-5, fast_out, *fast_stats)
     for got, want in zip(fast_stats, (mean, var, rstd), strict=True):
         assert_allclose(got, want, rtol=rtol)
     assert_allclose(fast_out, out, rtol=rtol, atol=rtol)
     fast_grads = np.full_like(x, np.nan), np.full_like(gamma, np.nan), np.full_like(beta, np.nan)
-    _batch_norm_backward_fast_kernel(dout, x, mean, rstd, gamma, *fast_grads)
+    _norm_fast.batch_norm_backward_kernel(dout, x, mean, rstd, gamma, *fast_grads)
     for got, want in zip(fast_grads, (dx, dgamma, dbeta), strict=True):
         assert got.dtype == dtype
         assert_allclose(got, want, rtol=rtol, atol=rtol)
@@ -226,9 +225,9 @@ def test_group_norm_kernels_match_serial_py_func(dtype):
     results = []
     for run in (lambda k: k, lambda k: k.py_func):
         out, mean, rstd = np.empty_like(x), np.empty((3, 2), dtype), np.empty((3, 2), dtype)
-        run(_group_norm_kernel)(x, gamma, beta, 1e-5, out, mean, rstd)
+        run(group_norm_kernel)(x, gamma, beta, 1e-5, out, mean, rstd)
         dx, dgamma_parts, dbeta_parts = np.empty_like(x), np.empty((3, 6)), np.empty((3, 6))
-        run(_group_norm_backward_kernel)(dout, x, gamma, mean, rstd, dx, dgamma_parts,
+        run(group_norm_backward_kernel)(dout, x, gamma, mean, rstd, dx, dgamma_parts,
                                          dbeta_parts)
         results.append((out, mean, rstd, dx, dgamma_parts, dbeta_parts))
     for parallel, serial in zip(*results, strict=True):

@@ -9,16 +9,16 @@ from cnnlib.gradcheck import check_gradients
 from cnnlib.pool import (
     AvgPool2dCache,
     MaxPool2dCache,
-    _avg_pool2d_backward_kernel,
-    _avg_pool2d_kernel,
     _max_pool2d_2x2_backward_kernel,
     _max_pool2d_2x2_kernel,
-    _max_pool2d_backward_kernel,
-    _max_pool2d_kernel,
     avg_pool2d_backward,
+    avg_pool2d_backward_kernel,
     avg_pool2d_forward,
+    avg_pool2d_kernel,
     max_pool2d_backward,
+    max_pool2d_backward_kernel,
     max_pool2d_forward,
+    max_pool2d_kernel,
 )
 
 POOLS = {
@@ -198,24 +198,24 @@ def test_parallel_kernels_match_serial_py_func(dtype):
     shape = (2, 3, 4, 7)
     out, out_py = np.empty(shape, dtype), np.empty(shape, dtype)
     argmax, argmax_py = np.empty(shape, np.int64), np.empty(shape, np.int64)
-    _max_pool2d_kernel(x, *hyper, out, argmax)
-    _max_pool2d_kernel.py_func(x, *hyper, out_py, argmax_py)
+    max_pool2d_kernel(x, *hyper, out, argmax)
+    max_pool2d_kernel.py_func(x, *hyper, out_py, argmax_py)
     assert_array_equal(out, out_py)
     assert_array_equal(argmax, argmax_py)
 
     dout = rng.standard_normal(shape).astype(dtype)
     dx, dx_py = np.zeros(x.shape, dtype), np.zeros(x.shape, dtype)
-    _max_pool2d_backward_kernel(dout, argmax, dx)
-    _max_pool2d_backward_kernel.py_func(dout, argmax, dx_py)
+    max_pool2d_backward_kernel(dout, argmax, dx)
+    max_pool2d_backward_kernel.py_func(dout, argmax, dx_py)
     assert_array_equal(dx, dx_py)  # the same additions in the same order
 
     area = dtype(3 * 2)
-    _avg_pool2d_kernel(x, *hyper, area, out)
-    _avg_pool2d_kernel.py_func(x, *hyper, area, out_py)
+    avg_pool2d_kernel(x, *hyper, area, out)
+    avg_pool2d_kernel.py_func(x, *hyper, area, out_py)
     assert_allclose(out, out_py, rtol=1e-6, equal_nan=True)
     dx, dx_py = np.zeros(x.shape, dtype), np.zeros(x.shape, dtype)
-    _avg_pool2d_backward_kernel(dout, *hyper, area, dx)
-    _avg_pool2d_backward_kernel.py_func(dout, *hyper, area, dx_py)
+    avg_pool2d_backward_kernel(dout, *hyper, area, dx)
+    avg_pool2d_backward_kernel.py_func(dout, *hyper, area, dx_py)
     assert_allclose(dx, dx_py, rtol=1e-6, atol=1e-7)
 
 
@@ -234,14 +234,14 @@ def test_unrolled_2x2_kernels_match_the_general_ones(shape, dtype):
     out_shape = (N, C, H // 2, W // 2)
     out, out_fast = np.empty(out_shape, dtype), np.empty(out_shape, dtype)
     argmax, argmax_fast = np.empty(out_shape, np.int64), np.empty(out_shape, np.int64)
-    _max_pool2d_kernel(x, 2, 2, 2, 2, 0, 0, out, argmax)
+    max_pool2d_kernel(x, 2, 2, 2, 2, 0, 0, out, argmax)
     _max_pool2d_2x2_kernel(x, out_fast, argmax_fast)
     assert_array_equal(out_fast, out)  # NaN in the same places, too
     assert_array_equal(argmax_fast, argmax)
 
     dout = rng.standard_normal(out_shape).astype(dtype)
     dx = np.zeros(shape, dtype)
-    _max_pool2d_backward_kernel(dout, argmax, dx)
+    max_pool2d_backward_kernel(dout, argmax, dx)
     dx_fast = np.full(shape, np.nan, dtype)  # the fast kernel must write every element
     _max_pool2d_2x2_backward_kernel(dout, argmax, dx_fast)
     assert_array_equal(dx_fast, dx)
@@ -263,12 +263,12 @@ def test_float32_kernels_compute_in_float32():
     out, argmax = np.empty((1, 2, 2, 2), np.float32), np.empty((1, 2, 2, 2), np.int64)
     hyper = (2, 2, 2, 2, 0, 0)
     cases = [
-        (_max_pool2d_kernel, (x, *hyper, out, argmax)),
-        (_max_pool2d_backward_kernel, (out, argmax, x.copy())),
+        (max_pool2d_kernel, (x, *hyper, out, argmax)),
+        (max_pool2d_backward_kernel, (out, argmax, x.copy())),
         (_max_pool2d_2x2_kernel, (x, out, argmax)),
         (_max_pool2d_2x2_backward_kernel, (out, argmax, x.copy())),
-        (_avg_pool2d_kernel, (x, *hyper, np.float32(4), out)),
-        (_avg_pool2d_backward_kernel, (out, *hyper, np.float32(4), x.copy())),
+        (avg_pool2d_kernel, (x, *hyper, np.float32(4), out)),
+        (avg_pool2d_backward_kernel, (out, *hyper, np.float32(4), x.copy())),
     ]
     for kern, args in cases:
         assert float64_instructions(kern.py_func, *args) == [], kern.__name__
@@ -308,7 +308,7 @@ def test_nan_propagates():
     ("x", "hyper", "error", "message"),
     [
         (np.zeros((1, 1, 5, 5)), (3, 1, 2), ValueError,
-         "padding 2 is more than half of kernel_size 3; PyTorch has the same rule"),
+         "padding 2 is more than half of kernel_size 3; use padding ≤ kernel_size // 2"),
         (np.zeros((1, 1, 5, 5)), (2, 2, (0, 2)), ValueError, "padding 2 is more than half"),
         (np.zeros((1, 1, 2, 5)), (3, 1, 0), ValueError, r"kernel_size \(3, 3\) is larger"),
         (np.zeros((1, 1, 5, 5)), (2, 0, 0), ValueError, "stride must be at least 1"),

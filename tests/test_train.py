@@ -363,7 +363,7 @@ def test_history_line_formats_one_epoch():
 
 def test_fit_stops_at_the_first_non_finite_loss_with_advice(shapes):
     rng = np.random.default_rng(0)
-    model = make_cnn(3, 4, 16, rng=rng)
+    model = make_cnn(3, 5, 16, rng=rng)
     with pytest.raises(train.TrainingDiverged, match=r"step \d+ of epoch 1.*Lower the learning"):
         fit(model, SGD(model, lr=1e6), shapes[0], None, epochs=1, batch_size=64, rng=rng,
             progress=False, verbose=False)

@@ -1,0 +1,147 @@
+"""Small Numba loops shared by the fast kernels: copies, fills, matrix products, sums.
+
+They work on 1-D views or (rows, columns) matrices and compile to vector code; no BLAS, so that
+only Numba's threads run.
+"""
+
+from __future__ import annotations
+
+from ._jit import serial_kernel, sum_kernel
+
+# Small loops over 1-D views: indexing a view with the loop variable alone lets the compiler
+# emit vector code (an index such as xp[o + s] needs a negative-index check that prevents it).
+
+
+@serial_kernel
+def _copy(src, dst):
+    for s in range(src.size):
+        dst[s] = src[s]
+
+
+@serial_kernel
+def _add(src, dst):
+    for s in range(src.size):
+        dst[s] += src[s]
+
+
+@serial_kernel
+def _fill(dst, value):
+    for s in range(dst.size):
+        dst[s] = value
+
+
+@serial_kernel
+def _gemm(a, b, out):
+    """out += a @ b for a (M, R), b (R, ≥L), out (M, L), with plain loops.
+
+    Four rows of out take four terms of the sum at a time, so every value loaded from b is used
+    four times; the innermost loop runs along contiguous rows and compiles to vector code.
+    """
+    M, R = a.shape
+    L = out.shape[1]
+    M4, R4 = M - M % 4, R - R % 4
+    for f in range(0, M4, 4):
+        o0, o1, o2, o3 = out[f], out[f + 1], out[f + 2], out[f + 3]
+        for r in range(0, R4, 4):
+            a00, a01, a02, a03 = a[f, r], a[f, r + 1], a[f, r + 2], a[f, r + 3]
+            a10, a11, a12, a13 = a[f + 1, r], a[f + 1, r + 1], a[f + 1, r + 2], a[f + 1, r + 3]
+            a20, a21, a22, a23 = a[f + 2, r], a[f + 2, r + 1], a[f + 2, r + 2], a[f + 2, r + 3]
+            a30, a31, a32, a33 = a[f + 3, r], a[f + 3, r + 1], a[f + 3, r + 2], a[f + 3, r + 3]
+            b0, b1, b2, b3 = b[r], b[r + 1], b[r + 2], b[r + 3]
+            for p in range(L):
+                v0, v1, v2, v3 = b0[p], b1[p], b2[p], b3[p]
+                o0[p] += a00 * v0 + a01 * v1 + a02 * v2 + a03 * v3
+                o1[p] += a10 * v0 + a11 * v1 + a12 * v2 + a13 * v3
+                o2[p] += a20 * v0 + a21 * v1 + a22 * v2 + a23 * v3
+                o3[p] += a30 * v0 + a31 * v1 + a32 * v2 + a33 * v3
+        for r in range(R4, R):
+            a0, a1, a2, a3 = a[f, r], a[f + 1, r], a[f + 2, r], a[f + 3, r]
+            b0 = b[r]
+            for p in range(L):
+                o0[p] += a0 * b0[p]
+                o1[p] += a1 * b0[p]
+                o2[p] += a2 * b0[p]
+                o3[p] += a3 * b0[p]
+    for f in range(M4, M):
+        o0 = out[f]
+        for r in range(0, R4, 4):
+            a0, a1, a2, a3 = a[f, r], a[f, r + 1], a[f, r + 2], a[f, r + 3]
+            b0, b1, b2, b3 = b[r], b[r + 1], b[r + 2], b[r + 3]
+            for p in range(L):
+                o0[p] += a0 * b0[p] + a1 * b1[p] + a2 * b2[p] + a3 * b3[p]
+        for r in range(R4, R):
+            a0 = a[f, r]
+            b0 = b[r]
+            for p in range(L):
+                o0[p] += a0 * b0[p]
+
+
+_CHUNK = 512  # _gemm_dots sums in pieces of this many terms, which stay in the core's cache
+
+
+@sum_kernel
+def _gemm_dots(a, L, b, b_offs, out):
+    """out[f, k] += Σ_p a[f, p]·b[b_offs[k] + p] over p < L: out += a[:, :L] @ Bᵀ.
+
+    The rows of a and the runs of b are contiguous, so each entry is a dot product; blocks of
+    4 × 4 entries share their loads (each value loaded is used four times). a's rows and
+    b_offs come in multiples of four (pad with zero rows, repeat an offset).
+    """
+    M, K = a.shape[0], b_offs.size
+    zero = a.dtype.type(0)
+    for p0 in range(0, L, _CHUNK):
+        n = min(L - p0, _CHUNK)
+        for f in range(0, M, 4):
+            a0, a1 = a[f, p0 : p0 + n], a[f + 1, p0 : p0 + n]
+            a2, a3 = a[f + 2, p0 : p0 + n], a[f + 3, p0 : p0 + n]
+            for k in range(0, K, 4):
+                s0, s1 = b_offs[k] + p0, b_offs[k + 1] + p0
+                s2, s3 = b_offs[k + 2] + p0, b_offs[k + 3] + p0
+                b0, b1 = b[s0 : s0 + n], b[s1 : s1 + n]
+                b2, b3 = b[s2 : s2 + n], b[s3 : s3 + n]
+                c00 = c01 = c02 = c03 = c10 = c11 = c12 = c13 = zero
+                c20 = c21 = c22 = c23 = c30 = c31 = c32 = c33 = zero
+                for p in range(n):
+                    x0, x1, x2, x3 = a0[p], a1[p], a2[p], a3[p]
+                    y0, y1, y2, y3 = b0[p], b1[p], b2[p], b3[p]
+                    c00 += x0 * y0
+                    c01 += x0 * y1
+                    c02 += x0 * y2
+                    c03 += x0 * y3
+                    c10 += x1 * y0
+                    c11 += x1 * y1
+                    c12 += x1 * y2
+                    c13 += x1 * y3
+                    c20 += x2 * y0
+                    c21 += x2 * y1
+                    c22 += x2 * y2
+                    c23 += x2 * y3
+                    c30 += x3 * y0
+                    c31 += x3 * y1
+                    c32 += x3 * y2
+                    c33 += x3 * y3
+                out[f, k] += c00
+                out[f, k + 1] += c01
+                out[f, k + 2] += c02
+                out[f, k + 3] += c03
+                out[f + 1, k] += c10
+                out[f + 1, k + 1] += c11
+                out[f + 1, k + 2] += c12
+                out[f + 1, k + 3] += c13
+                out[f + 2, k] += c20
+                out[f + 2, k + 1] += c21
+                out[f + 2, k + 2] += c22
+                out[f + 2, k + 3] += c23
+                out[f + 3, k] += c30
+                out[f + 3, k + 1] += c31
+                out[f + 3, k + 2] += c32
+                out[f + 3, k + 3] += c33
+
+
+@sum_kernel
+def _sum(src):
+    """Σ src, in vector pieces."""
+    s = src.dtype.type(0)
+    for i in range(src.size):
+        s += src[i]
+    return s
