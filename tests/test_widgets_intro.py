@@ -136,7 +136,7 @@ def test_check_shift():
     cropped = intro.check_shift(lambda x, dy, dx: intro.shift_image(x, dy, dx)[1:])
     assert cropped.status == "wrong" and "(5, 6)" in cropped.text and "(4, 6)" in cropped.text
     ragged = intro.check_shift(lambda x, dy, dx: [[1.0, 2.0], [3.0]])
-    assert ragged.status == "wrong" and "（not an array of numbers）" in ragged.text
+    assert ragged.status == "wrong" and "（array of numbers）" in ragged.text
 
 
 def _fails_on_the_canvas(x, dy, dx):

@@ -25,13 +25,14 @@ from cnnlib import layers
 from cnnlib.widgets._base import (
     Explorer,
     Feedback,
+    check_cases,
     check_choice,
     compare_student_array,
     dropdown,
+    exercise,
     feedback,
     float_slider,
     int_slider,
-    is_placeholder,
     number_answer,
 )
 
@@ -332,6 +333,7 @@ def plot_gelu_vs_relu() -> Figure:
 # --------------------------------------------------------------------------- exercises
 
 
+@exercise
 def check_linear_params(answer: object) -> Feedback:
     """Exercise 1: parameters of Linear after Flatten of (16, 8, 8) to 10 outputs (10·1024 + 10)."""
     value, verdict = number_answer(answer, whole=True)
@@ -349,6 +351,7 @@ def check_linear_params(answer: object) -> Feedback:
                            "W (D_out, D_in) と b (D_out) を数えましょう。")
 
 
+@exercise
 def check_sigmoid_bound(answer: object) -> Feedback:
     """Exercise 2: the largest factor 10 sigmoid layers can multiply a gradient by: (1/4)^10."""
     value, verdict = number_answer(answer, example="0.5 ** 3")
@@ -364,29 +367,28 @@ def check_sigmoid_bound(answer: object) -> Feedback:
                            "10 層分掛けましょう。")
 
 
+@exercise
 def check_leaky_relu_backward(fn: Callable) -> Feedback:
     """Exercise 3: ``fn(dout, x, alpha)`` returns dx of Leaky ReLU; compared with cnnlib's."""
-    if is_placeholder(fn):
-        return feedback(None)
-    if not callable(fn):
-        return feedback(False, "関数 my_leaky_relu_backward(dout, x, alpha) を渡してください。")
     rng = np.random.default_rng(4)
-    for alpha in (0.01, 0.2, 1.5):
+
+    def run_case(alpha: float) -> Feedback | None:
         x = rng.standard_normal((3, 7))
         x[0, :3] = (-1.0, 0.0, 1.0)
         dout = rng.standard_normal(x.shape)
         _, cache = act.leaky_relu_forward(x, alpha)
         want = act.leaky_relu_backward(dout, cache)
-        verdict = compare_student_array(
+        return compare_student_array(
             fn, (dout.copy(), x.copy(), alpha), want, rtol=1e-12, atol=1e-12,
             shape_message="dx は x と同じ形 {want} のはずですが、{got} でした。",
             value_message=f"alpha = {alpha} で値が違います。x > 0 では dout、"
                           "それ以外（x = 0 を含む）では alpha·dout です。")
-        if verdict is not None:
-            return verdict
-    return feedback(True, "x ≤ 0 でも勾配 alpha·dout が流れるので、ユニットは死にません。")
+
+    return check_cases((0.01, 0.2, 1.5), run_case,
+                       "x ≤ 0 でも勾配 alpha·dout が流れるので、ユニットは死にません。")
 
 
+@exercise
 def check_dead_relu(answer: object) -> Feedback:
     """Exercise 4 (explain, multiple choice): why a dead ReLU unit never recovers ("b")."""
     return check_choice(

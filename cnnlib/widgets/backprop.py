@@ -29,13 +29,15 @@ from cnnlib.optim import SGD
 from cnnlib.widgets._base import (
     Explorer,
     Feedback,
+    check_cases,
     compare_student_array,
     dropdown,
+    exercise,
     feedback,
     float_slider,
     int_slider,
-    is_placeholder,
     number_answer,
+    numbers_answer,
     set_range,
 )
 
@@ -523,54 +525,50 @@ def learning_rate_explorer() -> Explorer:
 EXERCISE_GRAPH = {"w": 2.0, "x": -1.0, "b": 0.5, "t": 1.0}
 
 
+@exercise
 def check_chain_rule(answer: object) -> Feedback:
     """Exercise 1: (dL/dw, dL/dx, dL/db) for ``EXERCISE_GRAPH`` in L = (w·x + b − t)²."""
-    if is_placeholder(answer):
-        return feedback(None)
+    names = ("dL/dw", "dL/dx", "dL/db")
+    got, verdict = numbers_answer(answer, names)
+    if verdict is not None:
+        return verdict
     want = tiny_graph(**EXERCISE_GRAPH)["grads"]
     expected = (want["w"], want["x"], want["b"])
-    try:
-        got = tuple(float(v) for v in answer)  # type: ignore[union-attr]
-    except (TypeError, ValueError):
-        return feedback(False, "3 つの数 (dL/dw, dL/dx, dL/db) のタプルで答えてください。")
-    if len(got) != 3:
-        return feedback(False, f"3 つの数が必要ですが、{len(got)} 個ありました。")
     if np.allclose(got, expected, atol=1e-9):
         return feedback(True, f"e = {tiny_graph(**EXERCISE_GRAPH)['values']['e']:g}, "
                               "dL/de = 2e から順に掛けていきます。")
-    wrong = [n for n, g, e in zip(("dL/dw", "dL/dx", "dL/db"), got, expected, strict=True)
-             if not np.isclose(g, e)]
+    wrong = [n for n, g, e in zip(names, got, expected, strict=True) if not np.isclose(g, e)]
     return feedback(False, f"{', '.join(wrong)} が違います。まず e = w·x + b − t を計算し、"
                            "dL/de = 2e に局所微分を掛けましょう。")
 
 
+@exercise
 def check_conv_dw(fn: Callable) -> Feedback:
     """Exercise 2: ``fn(x, delta)`` for (H, W) x and (H_out, W_out) delta gives dW (k×k).
 
     Stride 1, no padding, one channel: k = H − H_out + 1. Compared with ``conv2d_backward``.
     """
-    if is_placeholder(fn):
-        return feedback(None)
-    if not callable(fn):
-        return feedback(False, "関数 my_conv_dw(x, delta) を渡してください。")
     rng = np.random.default_rng(11)
-    for h, w, k in ((4, 4, 2), (5, 6, 3), (6, 5, 2)):
+
+    def run_case(case: tuple) -> Feedback | None:
+        h, w, k = case
         x = rng.standard_normal((h, w))
         kern = rng.standard_normal((k, k))
         out, cache = conv2d_forward(x[None, None], kern[None, None], np.zeros(1))
         delta = rng.standard_normal(out.shape[2:])
         want = conv2d_backward(delta[None, None], cache)[1][0, 0]
-        verdict = compare_student_array(
-            fn, (x, delta), want, rtol=1e-8, atol=1e-10,
+        return compare_student_array(
+            fn, (x.copy(), delta.copy()), want, rtol=1e-8, atol=1e-10,
             shape_message=f"x が {h}×{w}、delta が {delta.shape[0]}×{delta.shape[1]} "
                           f"のとき dW は {k}×{k} のはずですが、形が {{got}} でした。",
             value_message="値が conv2d_backward と一致しません。"
                           "dW(m, n) = Σ_i Σ_j X(i+m, j+n)·delta(i, j) です。")
-        if verdict is not None:
-            return verdict
-    return feedback(True, "dW は入力 X と誤差 delta の畳み込みです。")
+
+    return check_cases(((4, 4, 2), (5, 6, 3), (6, 5, 2)), run_case,
+                       "dW は入力 X と誤差 delta の畳み込みです。")
 
 
+@exercise
 def check_max_learning_rate(answer: object) -> Feedback:
     """Exercise 3: the largest stable learning rate for L = ½·λ·w² with λ = 10 (= 2/λ)."""
     value, verdict = number_answer(answer)

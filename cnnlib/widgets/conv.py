@@ -25,12 +25,14 @@ from cnnlib.data import sample_image
 from cnnlib.widgets._base import (
     Explorer,
     Feedback,
+    check_cases,
     check_choice,
     compare_student_array,
     dropdown,
+    exercise,
     feedback,
     int_slider,
-    is_placeholder,
+    number_answer,
     set_range,
 )
 
@@ -370,83 +372,83 @@ def show_edges_and_lines(img: np.ndarray, w: np.ndarray, names: list[str],
 # --------------------------------------------------------------------------- exercises
 
 
-def _whole(answer: object) -> object:
-    """15.0 counts as the integer 15; anything else is returned unchanged."""
-    if isinstance(answer, (float, np.floating)) and float(answer).is_integer():
-        return int(answer)
-    return answer
-
-
+@exercise
 def check_output_size(answer: object) -> Feedback:
     """演習 1: H = 32, K = 5, S = 2, P = 1, D = 1 → H_out."""
-    if is_placeholder(answer):
-        return feedback(None)
-    answer = _whole(answer)
+    value, verdict = number_answer(answer)
+    if verdict is not None:
+        return verdict
     expected = conv_output_size(32, 5, stride=2, padding=1)
-    if not isinstance(answer, (int, np.integer)):
-        return feedback(False, f"大きさは整数のはずですが、{answer!r} でした。"
+    if value == 29 / 2 + 1:
+        return feedback(False, "式は小数点以下を切り捨てます（rounds down）: ⌊29/2⌋ = 14")
+    if not value.is_integer():
+        return feedback(False, f"大きさは整数のはずですが、{value:g} でした。"
                                "切り捨て ⌊⌋ を忘れずに（round down）")
-    if answer == expected:
+    if value == expected:
         return feedback(True, f"(32 + 2 − 4 − 1) = 29、⌊29/2⌋ + 1 = {expected}")
-    if answer == 29 / 2 + 1 or answer == 16:
+    if value == 16:
         return feedback(False, "式は小数点以下を切り捨てます（rounds down）: ⌊29/2⌋ = 14")
     return feedback(False, "まず H + 2P − D(K−1) − 1 を計算し、それを S で割って切り捨てます"
                            "（round down）")
 
 
+@exercise
 def check_same_padding(answer: object) -> Feedback:
     """演習 2: K = 5, D = 2, S = 1: which P keeps H_out = H?"""
-    if is_placeholder(answer):
-        return feedback(None)
-    answer = _whole(answer)
-    if not isinstance(answer, (int, np.integer)):
-        return feedback(False, "パディングは画素の数なので整数です（whole number of pixels）。"
-                               f"答えは {answer!r} でした")
-    sizes = [conv_output_size(h, 5, 1, int(answer), 2) if int(answer) >= 0 else -1
-             for h in (16, 17, 32)]
-    if sizes == [16, 17, 32]:
+    value, verdict = number_answer(answer, whole=True)
+    if verdict is not None:
+        return verdict
+    if value < 0:
+        return feedback(False, f"パディングは 0 以上の画素数です（P ≥ 0）。答えは {value} でした")
+    out = 32 + 2 * value - 2 * (5 - 1)  # H + 2P − D(K−1) − 1, divided by S = 1, plus 1
+    if value == 4:
         return feedback(True, "P = D(K−1)/2 = 2·4/2 = 4 なら、どの大きさの入力でも出力の大きさが"
                               "変わりません（keeps every size）")
-    return feedback(False, f"P = {answer} だと、大きさ 32 の入力から大きさ {sizes[2]} の出力が"
+    return feedback(False, f"P = {value} だと、大きさ 32 の入力から大きさ {out} の出力が"
                     "できます。H + 2P − D(K−1) − 1 + 1 = H を P について解きましょう")
 
 
+@exercise
 def check_conv_params(answer: object) -> Feedback:
     """演習 3: 64 filters of 3×3 on a 32-channel input, with biases: how many parameters?"""
-    if is_placeholder(answer):
-        return feedback(None)
+    value, verdict = number_answer(answer, whole=True)
+    if verdict is not None:
+        return verdict
     weights = 64 * 32 * 3 * 3
-    if answer == weights + 64:
+    if value == weights + 64:
         return feedback(True, f"64·(3·3·32 + 1) = {weights + 64}")
-    if answer == weights:
+    if value == weights:
         return feedback(False, "重みの数は合っています。フィルタ 1 枚ごとにバイアスを 1 つ足します"
                                "（one bias per filter）")
-    if answer == 64 * (3 * 3 + 1):
+    if value == 64 * (3 * 3 + 1):
         return feedback(False, "各フィルタは 32 の入力チャネルすべてにかかるので、重みは k×k×C 個"
                                "です（all input channels）")
     return feedback(False, "フィルタ 1 枚あたり重み k·k·C 個とバイアス 1 個、それにフィルタの枚数を"
                            "掛けます")
 
 
+@exercise
 def check_my_conv2d(fn: Callable) -> Feedback:
     """演習 4: ``fn(x, w, stride)`` for x (H, W), w (k, k), no padding → (H_out, W_out)."""
     rng = np.random.default_rng(1)
-    cases = [((5, 5), 3, 1), ((7, 6), 3, 2), ((8, 9), 2, 3), ((4, 4), 4, 1)]
-    for (h, w_), k, s in cases:
+
+    def run_case(case: tuple) -> Feedback | None:
+        (h, w_), k, s = case
         x, w = rng.normal(size=(h, w_)), rng.normal(size=(k, k))
         expected, _ = conv2d_forward(x[None, None], w[None, None], np.zeros(1), stride=s)
-        case = f"x が {h}×{w_}、k = {k}、stride {s} のとき"
-        verdict = compare_student_array(
-            fn, (x, w, s), expected[0, 0], rtol=1e-6, atol=1e-9,
-            shape_message=case + "、出力の形は {want} のはずですが {got} でした（output shape）",
-            value_message=case + "、形は合っていますが値が違います（values differ）。"
+        text = f"x が {h}×{w_}、k = {k}、stride {s} のとき"
+        return compare_student_array(
+            fn, (x.copy(), w.copy(), s), expected[0, 0], rtol=1e-6, atol=1e-9,
+            shape_message=text + "、出力の形は {want} のはずですが {got} でした（output shape）",
+            value_message=text + "、形は合っていますが値が違います（values differ）。"
                                  "ウィンドウは x[i·s : i·s + k, j·s : j·s + k] になっていますか？")
-        if verdict is not None:
-            return verdict
-    return feedback(True, "stride 1〜3 の 4 つのケースすべてで cnnlib.conv.conv2d_forward と"
-                          "一致します")
+
+    return check_cases([((5, 5), 3, 1), ((7, 6), 3, 2), ((8, 9), 2, 3), ((4, 4), 4, 1)],
+                       run_case, "stride 1〜3 の 4 つのケースすべてで "
+                                 "cnnlib.conv.conv2d_forward と一致します")
 
 
+@exercise
 def check_dropped_rows(answer: object) -> Feedback:
     """演習 5 (explain): why does H = 10, K = 3, S = 4 lose rows? Answer "a", "b" or "c"."""
     return check_choice(

@@ -30,14 +30,18 @@ from cnnlib.optim import SGD
 from cnnlib.widgets._base import (
     Explorer,
     Feedback,
+    array_answer,
+    check_cases,
     check_choice,
     compare_student_array,
     dropdown,
+    exercise,
     feedback,
     float_slider,
     int_slider,
     is_placeholder,
     number_answer,
+    numbers_answer,
 )
 
 CHANNELS = ("R", "G", "B")
@@ -485,50 +489,53 @@ def plot_bn_experiment(histories: dict) -> Figure:
 EXERCISE_X = np.array([2.0, 4.0, 6.0, 8.0])  # one channel's values in a mini-batch
 
 
+@exercise
 def check_bn_by_hand(answer: object) -> Feedback:
     """Exercise 1: (μ, σ², x̂) of ``EXERCISE_X`` with ε = 0 (σ² biased, divide by 4)."""
     if is_placeholder(answer):
         return feedback(None)
     mu, var = EXERCISE_X.mean(), EXERCISE_X.var()
     x_hat = (EXERCISE_X - mu) / np.sqrt(var)
-    try:
-        got_mu, got_var, got_hat = answer  # type: ignore[misc]
-        got_mu, got_var = float(got_mu), float(got_var)
-        got_hat = np.asarray(got_hat, dtype=np.float64)
-    except (TypeError, ValueError):
-        return feedback(False, "(mu, var, x_hat) の 3 つを組にして答えてください。")
+    if not isinstance(answer, (tuple, list)) or len(answer) != 3:
+        return feedback(False, "(mu, var, x_hat) の 3 つを組（tuple）にして答えてください。")
+    numbers, verdict = numbers_answer(answer[:2], ("mu", "var"))
+    if verdict is not None:
+        return verdict
+    got_mu, got_var = numbers
+    got_hat, verdict = array_answer(answer[2], x_hat.shape, "x_hat")
+    if verdict is not None:
+        return verdict
     if not np.isclose(got_mu, mu):
         return feedback(False, f"mu が違います（{got_mu:g}）。4 つの値の平均です。")
     if np.isclose(got_var, EXERCISE_X.var(ddof=1)):
         return feedback(False, "それは N − 1 で割った分散です。BN は N で割ります（biased）。")
     if not np.isclose(got_var, var):
         return feedback(False, f"var が違います（{got_var:g}）。(x − mu)² の平均です。")
-    if got_hat.shape != x_hat.shape or not np.allclose(got_hat, x_hat, atol=1e-3):
+    if not np.allclose(got_hat, x_hat, atol=1e-3):
         return feedback(False, "x_hat が違います。(x − mu) / sqrt(var) を 4 つとも計算しましょう。")
     return feedback(True, f"mu = {mu:g}, var = {var:g}, x_hat ≈ {np.round(x_hat, 3)}")
 
 
+@exercise
 def check_batch_norm(fn: Callable) -> Feedback:
     """Exercise 2: ``fn(x, gamma, beta, eps)`` = training-mode batch norm, vs. cnnlib's."""
-    if is_placeholder(fn):
-        return feedback(None)
-    if not callable(fn):
-        return feedback(False, "関数 my_batch_norm(x, gamma, beta, eps) を渡してください。")
     rng = np.random.default_rng(3)
-    for shape in ((4, 3, 5, 5), (2, 2, 3, 4), (1, 4, 6, 6)):
+
+    def run_case(shape: tuple) -> Feedback | None:
         x = rng.normal(2.0, 3.0, shape)
         gamma, beta = rng.standard_normal(shape[1]), rng.standard_normal(shape[1])
         want = norm.batch_norm_forward(x, gamma, beta, 1e-5)[0]
-        verdict = compare_student_array(
+        return compare_student_array(
             fn, (x.copy(), gamma.copy(), beta.copy(), 1e-5), want, rtol=1e-6, atol=1e-8,
             shape_message="出力の形は x と同じ {want} のはずですが {got} でした。",
             value_message=f"形 {shape} で値が一致しません。平均と分散を取る軸は"
                           "チャネルごとに (N, H, W)、つまり axis=(0, 2, 3) です。")
-        if verdict is not None:
-            return verdict
-    return feedback(True, "チャネルごとに (N, H, W) で平均と分散を取り、γ, β で戻します。")
+
+    return check_cases([(4, 3, 5, 5), (2, 2, 3, 4), (1, 4, 6, 6)], run_case,
+                       "チャネルごとに (N, H, W) で平均と分散を取り、γ, β で戻します。")
 
 
+@exercise
 def check_gn_count(answer: object) -> Feedback:
     """Exercise 3: how many values share one mean in GroupNorm with N=8, C=32, H=W=16, G=4."""
     value, verdict = number_answer(answer, whole=True)
@@ -544,6 +551,7 @@ def check_gn_count(answer: object) -> Feedback:
     return feedback(False, "1 つのグループには C/G 枚の H×W の特徴マップがあります。")
 
 
+@exercise
 def check_batch_of_two(answer: object) -> Feedback:
     """Exercise 4 (explain): BN in training mode on N = 2 samples with H = W = 1.
 

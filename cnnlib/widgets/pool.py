@@ -25,12 +25,15 @@ from cnnlib.pool import avg_pool2d_forward, max_pool2d_forward
 from cnnlib.widgets._base import (
     Explorer,
     Feedback,
+    array_answer,
+    check_cases,
     check_choice,
     compare_student_array,
     dropdown,
+    exercise,
     feedback,
     int_slider,
-    is_placeholder,
+    number_answer,
 )
 from cnnlib.widgets.conv import EXPLORER_SIZE, conv_gray, explorer_image, make_filter
 
@@ -250,16 +253,9 @@ EXERCISE_X = np.array([[2, 0, 1, 5], [4, 3, 2, 2], [1, 8, 0, 6], [7, 1, 3, 3]], 
 
 
 def _matrix_feedback(answer: object, expected: np.ndarray, what: str) -> Feedback:
-    if is_placeholder(answer):
-        return feedback(None)
-    try:
-        got = np.asarray(answer, dtype=np.float64)
-    except (TypeError, ValueError):
-        return feedback(False, f"{what}の結果を、行のリスト（list of rows）で書いてください。"
-                               "例: [[1, 2], [3, 4]]")
-    if got.shape != expected.shape:
-        return feedback(False, f"{what}の結果の形は {expected.shape} のはずですが、"
-                               f"{got.shape} でした")
+    got, verdict = array_answer(answer, expected.shape, f"{what}の結果")
+    if verdict is not None:
+        return verdict
     wrong = np.argwhere(~np.isclose(got, expected))
     if len(wrong):
         i, j = wrong[0]
@@ -268,48 +264,56 @@ def _matrix_feedback(answer: object, expected: np.ndarray, what: str) -> Feedbac
     return feedback(True, f"{what}の結果 = {expected.tolist()}")
 
 
+@exercise
 def check_max_pool(answer: object) -> Feedback:
     """演習 1: 2×2 max pooling (stride 2) of ``EXERCISE_X`` by hand."""
     return _matrix_feedback(answer, pool2d(EXERCISE_X, 2, mode="max"),
                             "最大プーリング（max pooling）")
 
 
+@exercise
 def check_avg_pool(answer: object) -> Feedback:
     """演習 2: 2×2 average pooling (stride 2) of ``EXERCISE_X`` by hand."""
     return _matrix_feedback(answer, pool2d(EXERCISE_X, 2, mode="avg"),
                             "平均プーリング（average pooling）")
 
 
+@exercise
 def check_pool_output_size(answer: object) -> Feedback:
     """演習 3: 28×28 map, window 3, stride 2 → output height."""
-    if is_placeholder(answer):
-        return feedback(None)
+    value, verdict = number_answer(answer, whole=True)
+    if verdict is not None:
+        return verdict
     expected = conv_output_size(28, 3, 2)
-    if answer == expected:
+    if value == expected:
         return feedback(True, f"⌊(28 − 3)/2⌋ + 1 = {expected}。最後の行は捨てられます"
                               "（the last row is dropped）")
-    if answer == 14:
+    if value == 14:
         return feedback(False, "28/2 はウィンドウが 2×2 のときの答えです。ここでは p = 3 です")
     return feedback(False, "式 ⌊(H − p)/s⌋ + 1 に当てはめましょう")
 
 
+@exercise
 def check_my_avg_pool(fn: Callable) -> Feedback:
     """演習 4: ``fn(x, p)`` averages non-overlapping p×p windows of a 2-D map."""
     rng = np.random.default_rng(2)
-    for shape, p in (((4, 4), 2), ((6, 9), 3), ((5, 7), 2), ((3, 3), 1)):
+
+    def run_case(case: tuple) -> Feedback | None:
+        shape, p = case
         x = rng.normal(size=shape)
-        case = f"x の形 {shape}、p = {p} のとき"
-        verdict = compare_student_array(
+        text = f"x の形 {shape}、p = {p} のとき"
+        return compare_student_array(
             fn, (x.copy(), p), pool2d(x, p, mode="avg"), rtol=1e-5, atol=1e-8,
-            shape_message=case + "、出力の形は {want} のはずですが {got} でした。ウィンドウを"
+            shape_message=text + "、出力の形は {want} のはずですが {got} でした。ウィンドウを"
                                  "満たさない行・列は捨てます（dropped）",
-            value_message=case + "、形は合っていますが値が違います（values differ）")
-        if verdict is not None:
-            return verdict
-    return feedback(True, "p で割り切れない大きさ（odd sizes）も含めて、"
-                          "cnnlib.pool.avg_pool2d_forward と一致します")
+            value_message=text + "、形は合っていますが値が違います（values differ）")
+
+    return check_cases([((4, 4), 2), ((6, 9), 3), ((5, 7), 2), ((3, 3), 1)], run_case,
+                       "p で割り切れない大きさ（odd sizes）も含めて、"
+                       "cnnlib.pool.avg_pool2d_forward と一致します")
 
 
+@exercise
 def check_why_shift_tolerant(answer: object) -> Feedback:
     """演習 5 (explain): why does max pooling tolerate small shifts? "a", "b" or "c"."""
     return check_choice(

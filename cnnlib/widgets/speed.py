@@ -33,7 +33,15 @@ from cnnlib.layers import Sequential
 from cnnlib.losses import softmax_cross_entropy
 from cnnlib.train import is_small
 from cnnlib.viz import show_table
-from cnnlib.widgets._base import Feedback, check_choice, feedback, number_answer
+from cnnlib.widgets._base import (
+    Feedback,
+    call_student,
+    check_choice,
+    exercise,
+    feedback,
+    is_placeholder,
+    number_answer,
+)
 
 __all__ = [
     "Timing",
@@ -316,6 +324,7 @@ def plot_layer_times(rows: Sequence[tuple[str, float, float]],
 LENET_CONV2 = {"x_shape": (64, 8, 14, 14), "w_shape": (16, 8, 5, 5), "padding": 2}
 
 
+@exercise
 def check_conv_macs(answer: object) -> Feedback:
     """演習 1: multiply-adds of LeNet's second convolution (batch 64, 8 → 16 channels, 5×5,
     padding 2 on 14×14)."""
@@ -336,6 +345,7 @@ def check_conv_macs(answer: object) -> Feedback:
     return feedback(False, "出力の数 N·F·H_out·W_out に、出力 1 つあたりの積の数 C·K·K を掛けます")
 
 
+@exercise
 def check_safe_prange(answer: object) -> Feedback:
     """演習 2 (explain): which loop may be the ``prange`` of the dw kernel? "a", "b" or "c"."""
     return check_choice(
@@ -346,6 +356,7 @@ def check_safe_prange(answer: object) -> Feedback:
                "c": "どの出力行 i も dw のすべての要素に足し込みます"})
 
 
+@exercise
 def check_db_kernel(fn: Callable) -> Feedback:
     """演習 3 (implement): ``fn(dout, db)`` fills ``db[f] = Σ_n Σ_i Σ_j dout[n, f, i, j]``.
 
@@ -355,25 +366,25 @@ def check_db_kernel(fn: Callable) -> Feedback:
     from numba import njit
     from numba.core.errors import NumbaPerformanceWarning
 
-    if not callable(fn):
+    if not is_placeholder(fn) and not callable(fn):
         return feedback(False, "関数そのものを渡してください（pass the function itself）: "
                         "check_db_kernel(my_db_kernel)")
     rng = np.random.default_rng(3)
     db = np.full(3, np.nan)
-    try:
-        fn(rng.standard_normal((2, 3, 2, 2)), db)
-    except Exception as exc:  # the student's code, run as plain Python first
-        return feedback(False, f"普通の Python として実行するとエラー（plain Python failed）: "
-                        f"{type(exc).__name__}: {exc}")
+    _, verdict = call_student(fn, rng.standard_normal((2, 3, 2, 2)), db,
+                              when="普通の Python として実行するとエラー（plain Python failed）")
+    if verdict is not None:  # the student's code, run as plain Python first
+        return verdict
     if np.isnan(db).all():
         return feedback(None)
-    compiled = njit(parallel=True)(fn)
+    compiled = None
     for shape in ((8, 5, 4, 3), (64, 16, 7, 7), (1, 1, 1, 1)):
         dout = rng.standard_normal(shape)
         db = np.full(shape[1], np.nan)
         try:
             with warnings.catch_warnings():  # no prange: said below, not as a warning
                 warnings.simplefilter("ignore", NumbaPerformanceWarning)
+                compiled = compiled or njit(parallel=True)(fn)
                 compiled(dout, db)
         except Exception as exc:  # typing errors are raised on the first call
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -399,6 +410,7 @@ def _source(fn: Callable) -> str:
         return ""
 
 
+@exercise
 def check_float32_rounding(answer: object) -> Feedback:
     """演習 4 (derive): the value of ``np.float32(1) + np.float32(1e-8)``."""
     value, verdict = number_answer(answer)
