@@ -261,3 +261,19 @@ def test_explorer_computes_single_threaded_and_restores_the_setting():
     assert e.result == before
     e.controls["a"].value = 2
     assert e.timings["compute"] >= 0 and e.timings["draw"] >= 0
+
+
+def test_topic_modules_never_import_each_other():
+    import ast
+    import pathlib
+
+    import cnnlib.widgets
+
+    folder = pathlib.Path(cnnlib.widgets.__file__).parent
+    topics = {p.stem for p in folder.glob("*.py") if not p.stem.startswith("_")}
+    for path in folder.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                parts = node.module.split(".")
+                assert not (parts[:2] == ["cnnlib", "widgets"] and parts[2:3] and
+                            parts[2] in topics), f"{path.name} imports {node.module}"

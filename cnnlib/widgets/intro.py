@@ -34,7 +34,7 @@ from cnnlib.widgets._base import (
     run_student,
     set_range,
 )
-from cnnlib.widgets.conv import make_filter
+from cnnlib.widgets._images import make_filter
 
 # --------------------------------------------------------------------------- grids
 
