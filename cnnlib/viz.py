@@ -1,6 +1,12 @@
 """Plotting primitives every notebook shares: image grids, small matrices with their numbers,
-outlines on images, source listings and tables. No maths here, and labels are in English so
-figures render without a CJK font.
+outlines on images, source listings and tables, and the Japanese font. No maths here.
+
+Figures carry Japanese labels (English term in parentheses where the lecture has one). On
+import, matplotlib is given a Japanese font after DejaVu Sans (which keeps drawing Latin
+letters and maths symbols): the IPAex Gothic that the ``matplotlib-fontja`` package ships, or
+one found on the system. Without any, a warning is shown once and the Japanese characters are
+left out of the drawn text (the English in parentheses stays), so a figure never shows empty
+boxes (tofu).
 
 Every plotting function returns the matplotlib ``Figure`` (grids) or ``Axes`` (single panels) it
 drew on, so tests can inspect them under the Agg backend and notebooks can add to them.
@@ -8,15 +14,114 @@ drew on, so tests can inspect them under the Agg backend and notebooks can add t
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
+import re
 import textwrap
+import warnings
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib import font_manager
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+from matplotlib.text import Text
+
+# --------------------------------------------------------------------------- Japanese font
+
+JAPANESE_FONTS = ("IPAexGothic", "IPAGothic", "IPAPGothic", "Noto Sans CJK JP", "Noto Sans JP",
+                  "Source Han Sans JP", "TakaoGothic", "VL Gothic", "Hiragino Sans",
+                  "Hiragino Kaku Gothic ProN", "Yu Gothic", "Meiryo", "MS Gothic")
+LATIN_FONT = "DejaVu Sans"  # matplotlib's own font: Latin letters, Greek and maths symbols
+_JAPANESE = re.compile(r"[\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff01-\uff5e"
+                       r"\uff61-\uff9f]")
+_original_layout = Text._get_layout  # where matplotlib measures and splits the text it draws
+japanese_font: str | None = None  # the family in use, or None when the fallback is active
+
+
+def _bundled_font() -> Path | None:
+    """The IPAex Gothic file of ``matplotlib-fontja``, found without importing the package
+    (its import would make that font the only family, losing DejaVu Sans's symbols)."""
+    spec = importlib.util.find_spec("matplotlib_fontja")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(folder) / "fonts" / "ipaexg.ttf"
+        if path.is_file():
+            return path
+    return None
+
+
+def _find_font(family: str) -> bool:
+    try:
+        font_manager.findfont(font_manager.FontProperties(family=family),
+                              fallback_to_default=False)
+    except ValueError:
+        return False
+    return True
+
+
+def without_japanese(text: str) -> str:
+    """``text`` with its Japanese characters left out, for a machine with no Japanese font:
+    ``"出力（output） 4×4"`` → ``"output 4×4"``. Text without Japanese is returned unchanged."""
+    if not _JAPANESE.search(text):
+        return text
+    text = text.replace("（", " (").replace("）", ") ").replace("：", ": ").replace("、", ", ")
+    text = _JAPANESE.sub("", text)
+    text = re.sub(r"\(\s*\)", "", text)
+    text = re.sub(r"^\s*\(([^()]*)\)", r"\1", text)  # "(output) 4×4" → "output 4×4"
+    lines = [" ".join(line.split()) for line in text.split("\n")]
+    return "\n".join(lines)
+
+
+def _layout_without_japanese(self: Text, renderer: object) -> object:
+    shown = self._text
+    readable = without_japanese(shown)
+    if readable == shown:
+        return _original_layout(self, renderer)
+    self._text = readable  # only while measuring and drawing; get_text() keeps the label
+    try:
+        return _original_layout(self, renderer)
+    finally:
+        self._text = shown
+
+
+def setup_japanese_font(candidates: Sequence[str] = JAPANESE_FONTS) -> str | None:
+    """Make matplotlib draw Japanese: called on import; returns the font family used.
+
+    The bundled IPAex Gothic (``matplotlib-fontja``) is registered first, then the first of
+    ``candidates`` that matplotlib finds is placed after DejaVu Sans in ``font.family``, so
+    each character is drawn by the first font that has it. When none is found, a warning is
+    shown and text is drawn without its Japanese characters (``without_japanese``) instead of
+    as empty boxes.
+    """
+    global japanese_font
+    bundled = _bundled_font()
+    if bundled is not None and bundled.name not in {Path(f.fname).name
+                                                    for f in font_manager.fontManager.ttflist}:
+        font_manager.fontManager.addfont(str(bundled))
+    found = next((name for name in candidates if _find_font(name)), None)
+    if found is None:
+        Text._get_layout = _layout_without_japanese
+        matplotlib.rcParams["font.family"] = [LATIN_FONT]  # draws all that is left
+        if japanese_font is not None or not getattr(setup_japanese_font, "warned", False):
+            setup_japanese_font.warned = True  # type: ignore[attr-defined]
+            warnings.warn("日本語フォントが見つかりません（no Japanese font found）: "
+                          "図の日本語は省いて表示します。pip install matplotlib-fontja で"
+                          "直ります。", UserWarning, stacklevel=2)
+    else:
+        Text._get_layout = _original_layout
+        # matplotlib falls back glyph by glyph along font.family (not along font.sans-serif)
+        matplotlib.rcParams["font.family"] = [LATIN_FONT, found]
+    japanese_font = found
+    return found
+
+
+setup_japanese_font()
+
+# --------------------------------------------------------------------------- display
 
 
 def in_notebook() -> bool:
@@ -190,7 +295,7 @@ def show_feature_maps(maps: np.ndarray | Sequence[np.ndarray],
         maps = maps[None]
     maps = [np.asarray(m) for m in maps]
     if titles is None:
-        titles = [f"map {k}" for k in range(len(maps))]
+        titles = [f"マップ（map） {k}" for k in range(len(maps))]
     if len(titles) != len(maps):
         raise ValueError(f"got {len(maps)} maps but {len(titles)} titles")
     fig, axes = image_grid(len(maps), ncols, size, suptitle)
@@ -307,11 +412,13 @@ def mark_pixels(ax: Axes, rows: Sequence[int], cols: Sequence[int], color: str =
 
 
 __all__ = [
+    "JAPANESE_FONTS",
     "Source",
     "image_grid",
     "in_notebook",
     "mark_pixels",
     "outline",
+    "setup_japanese_font",
     "show_feature_maps",
     "show_image",
     "show_images",
@@ -319,4 +426,5 @@ __all__ = [
     "show_matrix",
     "show_source",
     "show_table",
+    "without_japanese",
 ]

@@ -1,5 +1,7 @@
 """The shared plotting primitives (cnnlib.viz)."""
 
+import warnings
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
@@ -134,3 +136,49 @@ def test_show_matrix_symmetric_colours_centre_on_zero():
     assert ax.images[0].get_clim() == (-4.0, 4.0)
     colours = {t.get_text(): t.get_color() for t in ax.texts}
     assert colours["-4"] == "white" and colours["1"] == "black"
+
+
+# --------------------------------------------------------------------------- Japanese font
+
+LABEL = "畳み込み（convolution）の出力：⌊(32 + 2·1 − 5)/2⌋ + 1 = 15、σ² γ β ε μ √ Σ ∂ ≈ ≤ → ×"
+
+
+def _draw_japanese_figure():
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1], label="学習データ（train）")
+    ax.set_title(LABEL)
+    ax.set_xlabel("エポック（epoch）")
+    ax.set_ylabel("損失（loss）")
+    ax.set_xticks([0, 1], ["フラット化", "ウィンドウ"])
+    ax.legend()
+    fig.suptitle("特徴マップ（feature map）")
+    fig.canvas.draw()
+    return fig
+
+
+def test_japanese_labels_render_without_missing_glyphs():
+    assert viz.japanese_font in viz.JAPANESE_FONTS
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "Glyph … missing from font(s)" would raise
+        fig = _draw_japanese_figure()
+    assert fig.axes[0].get_title() == LABEL
+
+
+def test_without_japanese_keeps_the_english_and_the_numbers():
+    assert viz.without_japanese("出力（output） 4×4") == "output 4×4"
+    assert viz.without_japanese("最大プーリング（max pooling）、2×2") == "max pooling , 2×2"
+    assert viz.without_japanese("入力") == ""
+    assert viz.without_japanese("stride S = 2") == "stride S = 2"
+
+
+def test_without_a_japanese_font_text_is_drawn_without_tofu():
+    try:
+        with pytest.warns(UserWarning, match="no Japanese font found"):
+            assert viz.setup_japanese_font(candidates=()) is None
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no glyph is missing: no warning, no tofu
+            fig = _draw_japanese_figure()
+            assert viz.setup_japanese_font(candidates=()) is None  # warned once only
+        assert fig.axes[0].get_title() == LABEL  # the label itself is kept
+    finally:
+        assert viz.setup_japanese_font() in viz.JAPANESE_FONTS
