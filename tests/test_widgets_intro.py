@@ -31,7 +31,7 @@ def test_param_calculator_follows_the_sliders():
     e = intro.param_calculator()
     assert e.message == ""
     assert e.result["mlp"]["weights"] == 3_072_000 and e.result["conv"]["per_filter"] == 27
-    assert "3,072,000 weights" in e.result["text"]
+    assert "重み 3,072,000 個" in e.result["text"]
     e.controls["h"].value = 224
     e.controls["w"].value = 224
     assert e.result["mlp"]["weights"] == 224 * 224 * 3 * 1000

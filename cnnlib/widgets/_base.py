@@ -169,9 +169,12 @@ def float_slider(value: float, low: float, high: float, description: str, step: 
                                style={"description_width": "initial"})
 
 
-def dropdown(options: Sequence[str], value: str, description: str) -> widgets.Dropdown:
-    """A ``Dropdown`` with the description fully visible."""
-    return widgets.Dropdown(options=list(options), value=value, description=description,
+def dropdown(options: Sequence[str], value: str, description: str,
+             labels: Mapping[str, str] | None = None) -> widgets.Dropdown:
+    """A ``Dropdown`` with the description fully visible; ``labels`` maps an option (the
+    ``value`` the code sees, English) to the text the student reads (Japanese)."""
+    choices = [(labels.get(o, o), o) for o in options] if labels else list(options)
+    return widgets.Dropdown(options=choices, value=value, description=description,
                             style={"description_width": "initial"})
 
 

@@ -22,6 +22,10 @@ FILTERS = ("identity", "box blur", "gaussian", "sharpen", "sobel x", "sobel y", 
            "random")
 MIN_KERNEL = {"sobel x": 2, "sobel y": 2, "laplacian": 3}  # smallest k each filter exists for
 SIGNED = {"sobel x", "sobel y", "laplacian", "random"}  # responses with both signs
+FILTER_LABELS = {"identity": "恒等（identity）", "box blur": "平均ぼかし（box blur）",
+                 "gaussian": "ガウシアン（gaussian）", "sharpen": "鮮鋭化（sharpen）",
+                 "sobel x": "Sobel x（縦のエッジ）", "sobel y": "Sobel y（横のエッジ）",
+                 "laplacian": "ラプラシアン（laplacian）", "random": "ランダム（random）"}
 
 
 def _binomial(n: int) -> np.ndarray:
@@ -36,10 +40,11 @@ def make_filter(name: str, k: int, seed: int = 0) -> np.ndarray:
     is the classic 3×3 one for k = 3 and a zero-sum Laplacian of Gaussian for larger k.
     """
     if name not in FILTERS:
-        raise ValueError(f"unknown filter {name!r}; choose one of {', '.join(FILTERS)}")
+        raise ValueError(f"フィルタ {name!r} はありません（unknown filter）。"
+                         f"次から選んでください: {', '.join(FILTERS)}")
     if k < MIN_KERNEL.get(name, 1):
-        raise ValueError(f"the {name} filter needs a kernel size of at least "
-                         f"{MIN_KERNEL[name]}, got {k}")
+        raise ValueError(f"{name} フィルタにはカーネルの大きさが {MIN_KERNEL[name]} 以上必要です"
+                         f"（kernel size）。指定は {k} でした")
     centre = (k - 1) / 2
     r = np.arange(k) - centre
     if name == "identity":
@@ -76,6 +81,8 @@ def make_filter(name: str, k: int, seed: int = 0) -> np.ndarray:
 
 EXPLORER_SIZE = 128  # photo height in the explorer: a slider move stays well under 100 ms
 IMAGES = ("photo", "crop 24×24", "tiny 6×6")
+IMAGE_LABELS = {"photo": "写真（photo）", "crop 24×24": "切り抜き 24×24（crop）",
+                "tiny 6×6": "tiny 6×6（小さな切り抜き）"}
 
 
 @lru_cache(maxsize=8)
@@ -96,7 +103,8 @@ def explorer_image(name: str = "photo", size: int = EXPLORER_SIZE) -> np.ndarray
     if name == "tiny 6×6":
         top, left = photo.shape[0] // 3, photo.shape[1] // 2 - 3
         return photo[top:top + 6, left:left + 6]
-    raise ValueError(f"unknown image {name!r}; choose one of {', '.join(IMAGES)}")
+    raise ValueError(f"画像 {name!r} はありません（unknown image）。"
+                     f"次から選んでください: {', '.join(IMAGES)}")
 
 
 def conv_gray(img: np.ndarray, w: np.ndarray, stride: int = 1, padding: int = 0,
@@ -111,7 +119,9 @@ def conv_gray(img: np.ndarray, w: np.ndarray, stride: int = 1, padding: int = 0,
 __all__ = [
     "EXPLORER_SIZE",
     "FILTERS",
+    "FILTER_LABELS",
     "IMAGES",
+    "IMAGE_LABELS",
     "MIN_KERNEL",
     "SIGNED",
     "conv_gray",

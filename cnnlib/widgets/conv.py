@@ -34,7 +34,9 @@ from cnnlib.widgets._base import (
 )
 from cnnlib.widgets._images import (
     EXPLORER_SIZE,
+    FILTER_LABELS,
     FILTERS,
+    IMAGE_LABELS,
     IMAGES,
     MIN_KERNEL,
     SIGNED,
@@ -55,8 +57,8 @@ def conv_step_explorer(x: np.ndarray, w: np.ndarray, b: float = 0.0) -> Explorer
     k = w.shape[0]
     y = conv_gray(x, w).astype(np.float64) + b
     h_out, w_out = y.shape
-    controls = {"i": int_slider(0, 0, h_out - 1, "output row i"),
-                "j": int_slider(0, 0, w_out - 1, "output column j")}
+    controls = {"i": int_slider(0, 0, h_out - 1, "出力の行 i"),
+                "j": int_slider(0, 0, w_out - 1, "出力の列 j")}
 
     def compute(i: int, j: int) -> dict:
         window = x[i:i + k, j:j + k]
@@ -88,7 +90,7 @@ def output_size_formula(size: int, k: int, stride: int, padding: int, dilation: 
     text = (f"{axis}_out = ⌊({axis} + 2P − D(K−1) − 1)/S⌋ + 1 = "
             f"⌊({size} + 2·{padding} − {dilation}·({k}−1) − 1)/{stride}⌋ + 1")
     if top < 0:
-        return text + f" = ⌊{top}/{stride}⌋ + 1: no valid output"
+        return text + f" = ⌊{top}/{stride}⌋ + 1: 出力がありません（no output）"
     return text + f" = ⌊{top}/{stride}⌋ + 1 = {top // stride + 1}"
 
 
@@ -121,10 +123,10 @@ def _compute_conv(image: str, filter: str, kernel_size: int, stride: int, paddin
     if cover > min(img.shape) + 2 * padding:
         need = -(-(cover - min(img.shape)) // 2)
         raise ValueError(
-            f"No output: the kernel ({k} taps with dilation {dilation}) covers {cover} pixels, "
-            f"but the padded input is only {min(img.shape)} + 2·{padding} = "
-            f"{min(img.shape) + 2 * padding} pixels. Use padding ≥ {need}, a smaller kernel or "
-            f"less dilation.\n{formula}")
+            f"出力がありません（no output）: カーネル（{k} タップ、ダイレーション {dilation}）は "
+            f"{cover} 画素にわたりますが、パディングした入力は {min(img.shape)} + 2·{padding} = "
+            f"{min(img.shape) + 2 * padding} 画素しかありません。パディングを {need} 以上にするか、"
+            f"カーネルを小さく、ダイレーションを小さくしてください。\n{formula}")
     out = conv_gray(img, w, stride, padding, dilation)
     h_out, w_out = out.shape
     i, j = min(out_row, h_out - 1), min(out_col, w_out - 1)
@@ -146,7 +148,7 @@ def _draw_conv(r: dict) -> Figure:
                                               "wspace": 0.12})
     p, s, d = r["padding"], r["stride"], r["dilation"]
     h, w = r["image"].shape
-    viz.show_image(r["padded"], f"padded input {h + 2 * p}×{w + 2 * p} (P = {p})", ax=ax_in,
+    viz.show_image(r["padded"], f"パディングした入力 {h + 2 * p}×{w + 2 * p}（P = {p}）", ax=ax_in,
                    vmin=0.0, vmax=1.0)
     if p:
         viz.outline(ax_in, p, p, h, w, color="yellow", linewidth=1.0)
@@ -164,23 +166,24 @@ def _draw_conv(r: dict) -> Figure:
                 viz.outline(ax_in, hp - n, 0, n, wp, color="magenta", fill=True, alpha=0.45)
             else:
                 viz.outline(ax_in, 0, wp - n, hp, n, color="magenta", fill=True, alpha=0.45)
-    dropped = f"dropped by the stride: {r['dropped'][0]} row(s), {r['dropped'][1]} column(s)"
-    ax_in.set_xlabel(dropped + (" (magenta)" if any(r["dropped"]) else ""), fontsize=9)
+    dropped = f"ストライドで捨てられる: {r['dropped'][0]} 行, {r['dropped'][1]} 列"
+    ax_in.set_xlabel(dropped + ("（マゼンタ）" if any(r["dropped"]) else ""), fontsize=9)
+    name = FILTER_LABELS[r["filter"]]
     if k <= 5:  # numbers stay readable (and cheap to draw) up to 5×5
-        viz.show_matrix(r["kernel"], f"kernel {k}×{k}: {r['filter']}", fmt="{:.2g}", ax=ax_w,
+        viz.show_matrix(r["kernel"], f"カーネル {k}×{k}: {name}", fmt="{:.2g}", ax=ax_w,
                         cmap="RdBu_r", fontsize=9, symmetric=True)
     else:
-        viz.show_image(r["kernel"], f"kernel {k}×{k}: {r['filter']}", ax=ax_w, cmap="RdBu_r",
+        viz.show_image(r["kernel"], f"カーネル {k}×{k}: {name}", ax=ax_w, cmap="RdBu_r",
                        colorbar=True)
     out = r["out"]
     vmax = float(np.abs(out).max()) or 1.0
     cmap, lims = ("RdBu_r", (-vmax, vmax)) if r["filter"] in SIGNED else ("gray", (None, None))
     ho, wo = out.shape
-    viz.show_image(out, f"output {ho}×{wo} (S = {s}, D = {d})", ax=ax_out, cmap=cmap,
+    viz.show_image(out, f"出力 {ho}×{wo}（S = {s}, D = {d}）", ax=ax_out, cmap=cmap,
                    vmin=lims[0], vmax=lims[1])
     i, j = r["pixel"]
     viz.outline(ax_out, i, j, 1, 1, color="red")
-    ax_out.set_xlabel(f"Y({i},{j}) = {r['field_value']:.3f}  (red box on the input)", fontsize=9)
+    ax_out.set_xlabel(f"Y({i},{j}) = {r['field_value']:.3f}（入力の赤い枠）", fontsize=9)
     print(r["formula"])  # as text above the figure: rendering it as glyphs doubles the time
     return fig  # fixed margins: tight_layout would double the drawing time too
 
@@ -194,14 +197,14 @@ def conv_explorer(image: str = "photo", filter: str = "sobel x", kernel_size: in
     field of the chosen output pixel. An impossible combination sets ``message``.
     """
     controls = {
-        "image": dropdown(IMAGES, image, "image"),
-        "filter": dropdown(FILTERS, filter, "filter"),
-        "kernel_size": int_slider(kernel_size, 1, 11, "kernel size K"),
-        "stride": int_slider(stride, 1, 5, "stride S"),
-        "padding": int_slider(padding, 0, 10, "padding P"),
-        "dilation": int_slider(dilation, 1, 4, "dilation D"),
-        "out_row": int_slider(EXPLORER_SIZE // 4, 0, EXPLORER_SIZE, "output row i"),
-        "out_col": int_slider(EXPLORER_SIZE // 4, 0, EXPLORER_SIZE, "output column j"),
+        "image": dropdown(IMAGES, image, "画像", IMAGE_LABELS),
+        "filter": dropdown(FILTERS, filter, "フィルタ", FILTER_LABELS),
+        "kernel_size": int_slider(kernel_size, 1, 11, "カーネルの大きさ K"),
+        "stride": int_slider(stride, 1, 5, "ストライド S"),
+        "padding": int_slider(padding, 0, 10, "パディング P"),
+        "dilation": int_slider(dilation, 1, 4, "ダイレーション D"),
+        "out_row": int_slider(EXPLORER_SIZE // 4, 0, EXPLORER_SIZE, "出力の行 i"),
+        "out_col": int_slider(EXPLORER_SIZE // 4, 0, EXPLORER_SIZE, "出力の列 j"),
     }
     rows = [["image", "filter"], ["kernel_size", "stride"], ["padding", "dilation"],
             ["out_row", "out_col"]]
@@ -217,12 +220,12 @@ def color_filter_bank(k: int = 3) -> tuple[np.ndarray, list[str]]:
     box = np.full((k, k), 1.0 / (k * k))
     zero = np.zeros((k, k))
     bank = [
-        ([sx / 3, sx / 3, sx / 3], "vertical edges"),
-        ([sy / 3, sy / 3, sy / 3], "horizontal edges"),
-        ([box, -box, zero], "red − green"),
-        ([-box / 2, -box / 2, box], "blue − yellow"),
-        ([box / 3, box / 3, box / 3], "brightness"),
-        ([sx, zero, zero], "red-channel edges"),
+        ([sx / 3, sx / 3, sx / 3], "縦のエッジ"),
+        ([sy / 3, sy / 3, sy / 3], "横のエッジ"),
+        ([box, -box, zero], "赤 − 緑"),
+        ([-box / 2, -box / 2, box], "青 − 黄"),
+        ([box / 3, box / 3, box / 3], "明るさ"),
+        ([sx, zero, zero], "赤チャネルのエッジ"),
     ]
     w = np.array([np.stack(chans) for chans, _ in bank])
     return w, [name for _, name in bank]
@@ -237,7 +240,7 @@ def show_filter_bank(img: np.ndarray, w: np.ndarray, names: list[str],
     f = w.shape[0]
     fig, axes = plt.subplots(2, f + 1, figsize=(2.1 * (f + 1), 4.6),
                              gridspec_kw={"height_ratios": [1, 2]})
-    viz.show_image(img, "input (H, W, 3)", ax=axes[1, 0])
+    viz.show_image(img, "入力 (H, W, 3)", ax=axes[1, 0])
     axes[0, 0].set_visible(False)
     for n in range(f):
         swatch = np.moveaxis(w[n], 0, -1)  # (k, k, 3) to draw as colours
@@ -245,9 +248,9 @@ def show_filter_bank(img: np.ndarray, w: np.ndarray, names: list[str],
         viz.show_image(0.5 + swatch / scale, names[n], ax=axes[0, n + 1])  # 0 → mid grey
         m = maps[n]
         vmax = float(np.abs(m).max()) or 1.0
-        viz.show_image(m, f"map {n}", ax=axes[1, n + 1], cmap="RdBu_r", vmin=-vmax, vmax=vmax)
-    fig.suptitle(f"{f} filters of size {w.shape[2]}×{w.shape[3]}×{w.shape[1]} → "
-                 f"{f} feature maps (filter swatches: grey = 0, colour = weight sign per channel)",
+        viz.show_image(m, f"マップ {n}", ax=axes[1, n + 1], cmap="RdBu_r", vmin=-vmax, vmax=vmax)
+    fig.suptitle(f"大きさ {w.shape[2]}×{w.shape[3]}×{w.shape[1]} のフィルタ {f} 枚 → "
+                 f"特徴マップ {f} 枚（フィルタの色見本: 灰色 = 0、色 = チャネルごとの重みの符号）",
                  fontsize=10)
     fig.tight_layout(h_pad=1.5)
     return fig
@@ -257,10 +260,10 @@ def edge_and_line_filters() -> tuple[np.ndarray, list[str]]:
     """Six 3×3 filters that respond to edges and thin lines, as ``w`` (6, 1, 3, 3) and names."""
     h_line = np.array([[-1.0, -1, -1], [2, 2, 2], [-1, -1, -1]])
     diag = np.array([[2.0, -1, -1], [-1, 2, -1], [-1, -1, 2]])
-    filters = [(make_filter("sobel x", 3), "vertical edge"),
-               (make_filter("sobel y", 3), "horizontal edge"),
-               (h_line.T, "vertical line"), (h_line, "horizontal line"),
-               (diag, "diagonal line \\"), (diag[:, ::-1], "diagonal line /")]
+    filters = [(make_filter("sobel x", 3), "縦のエッジ"),
+               (make_filter("sobel y", 3), "横のエッジ"),
+               (h_line.T, "縦の線"), (h_line, "横の線"),
+               (diag, "斜めの線 \\"), (diag[:, ::-1], "斜めの線 /")]
     return np.array([f for f, _ in filters])[:, None], [name for _, name in filters]
 
 
@@ -274,12 +277,12 @@ def show_edges_and_lines(img: np.ndarray, w: np.ndarray, names: list[str],
     fig, axes = plt.subplots(2, f + 1, figsize=(2.1 * (f + 1), 4.6),
                              gridspec_kw={"height_ratios": [1, 2]})
     axes[0, 0].set_visible(False)
-    viz.show_image(img, "input", ax=axes[1, 0])
+    viz.show_image(img, "入力", ax=axes[1, 0])
     for n in range(f):
         viz.show_matrix(w[n, 0], names[n], ax=axes[0, n + 1], cmap="RdBu_r", fontsize=8,
                         symmetric=True)
-        viz.show_image(np.abs(maps[n]), f"|map {n}|", ax=axes[1, n + 1], cmap="magma")
-    fig.suptitle("first-layer style filters: edges and thin lines light up", fontsize=10)
+        viz.show_image(np.abs(maps[n]), f"|マップ {n}|", ax=axes[1, n + 1], cmap="magma")
+    fig.suptitle("1 層目のようなフィルタ: エッジと細い線が光ります", fontsize=10)
     fig.tight_layout(h_pad=1.5)
     return fig
 
