@@ -105,7 +105,8 @@ def param_calculator(h: int = 32, w: int = 32, c: int = 3, hidden: int = 1000, k
         fig, ax = plt.subplots(figsize=(8, 2.2))
         counts = [r["mlp"]["weights"] + r["mlp"]["biases"],
                   r["conv"]["weights"] + r["conv"]["biases"]]
-        bars = ax.barh(["畳み込み層（conv）", "全結合層（fully connected）"], counts[::-1], color=["C1", "C0"])
+        bars = ax.barh(["畳み込み層（conv）", "全結合層（fully connected）"], counts[::-1],
+                       color=["C1", "C0"])
         ax.set_xscale("log")
         ax.minorticks_off()
         ax.set_xlim(1, 10 ** np.ceil(np.log10(max(counts)) + 1))
@@ -166,14 +167,16 @@ def receptive_field_explorer(row: int = 40, col: int = 40, k: int = 5) -> Explor
         k, row, col = r["k"], r["row"], r["col"]
         viz.show_image(img, "全結合: 1 ユニットが全体を見る", ax=axes[0])
         viz.outline(axes[0], 0, 0, h, w, color="C0", linewidth=4)
-        axes[0].set_xlabel(f"ユニット 1 つあたり重み {h}×{w}×3 = {r['inputs_mlp']:,} 個", fontsize=9)
+        axes[0].set_xlabel(f"ユニット 1 つあたり重み {h}×{w}×3 = {r['inputs_mlp']:,} 個",
+                           fontsize=9)
         viz.show_image(img, f"畳み込み: 1 出力が {k}×{k}×3 を見る", ax=axes[1])
         for dy, dx in ((-30, -25), (20, 25), (30, -30)):  # the same filter elsewhere
             if 0 <= row + dy < h and 0 <= col + dx < w:
                 viz.outline(axes[1], row + dy - k // 2, col + dx - k // 2, k, k, color="orange",
                             linewidth=1.2)
         viz.outline(axes[1], row - k // 2, col - k // 2, k, k, color="red")
-        axes[1].set_xlabel(f"赤: この出力, 橙: 同じ {k * k * 3} 個の重み（weight sharing）", fontsize=9)
+        axes[1].set_xlabel(f"赤: この出力, 橙: 同じ {k * k * 3} 個の重み（weight sharing）",
+                           fontsize=9)
         if k <= 5:
             viz.show_matrix(r["kernel"][0], "共有される重み（R; G, B も同じ）", fmt="{:.2f}",
                             ax=axes[2], cmap="RdBu_r", fontsize=8, symmetric=True)
@@ -182,8 +185,8 @@ def receptive_field_explorer(row: int = 40, col: int = 40, k: int = 5) -> Explor
                            cmap="RdBu_r", colorbar=True)
         out = r["out"]
         vmax = float(np.abs(out).max()) or 1.0
-        viz.show_image(out, "出力の特徴マップ（feature map）", ax=axes[3], cmap="RdBu_r", vmin=-vmax,
-                       vmax=vmax)
+        viz.show_image(out, "出力の特徴マップ（feature map）", ax=axes[3], cmap="RdBu_r",
+                       vmin=-vmax, vmax=vmax)
         viz.outline(axes[3], row - 1, col - 1, 3, 3, color="black")
         axes[3].set_xlabel(f"Y({row},{col}) = Σ パッチ·w = {r['value']:.3f}", fontsize=9)
         return fig
