@@ -58,7 +58,7 @@ def test_bn_explorer_output_statistics(batch):
     assert r["out_std"] < 1.5  # eps comparable to sigma² shrinks the spread
     axes = e.figure.axes
     assert len(axes) == 3 and "チャネル B" in axes[0].get_title()
-    assert "eps=1.0e-01" in axes[1].get_title()
+    assert "ε = 1.0e-01" in axes[1].get_title()
 
 
 # --------------------------------------------------------------------------- train vs eval
