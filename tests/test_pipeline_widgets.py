@@ -33,7 +33,7 @@ def test_shape_trace_labels_every_stage(model):
         assert shape in labels
     assert "Conv2d\n3×3, 4" in labels and "softmax" in labels and "input" in labels
     assert "112" in labels  # first conv: 4·(3·3·3 + 1)
-    assert f"{model.num_parameters():,} parameters" in fig.axes[0].get_title()
+    assert f"パラメータ {model.num_parameters():,} 個" in fig.axes[0].get_title()
 
 
 def history_of(epochs: int) -> History:
@@ -79,8 +79,8 @@ def test_confusion_figure_writes_the_counts():
     cm = np.array([[5, 1], [2, 7]])
     fig = P.show_confusion(cm, ["a", "b"])
     assert sorted(texts(fig)) == ["1", "2", "5", "7"]
-    assert "accuracy 0.800" in fig.axes[0].get_title()
-    with pytest.raises(ValueError, match="3 class names"):
+    assert "正解率 0.800" in fig.axes[0].get_title()
+    with pytest.raises(ValueError, match="クラス名は 3 個"):
         P.show_confusion(cm, ["a", "b", "c"])
 
 

@@ -91,12 +91,12 @@ def show_shape_trace(model: Sequential, input_shape: Sequence[int]) -> Figure:
         if k < n - 1:
             ax.annotate("", xy=(k + 1.08, 0.8), xytext=(k + 0.92, 0.8),
                         arrowprops={"arrowstyle": "->", "color": "0.3"})
-    ax.text(-0.05, 0.12, "shape", ha="right", va="center", fontsize=8)
-    ax.text(-0.05, -0.18, "params", ha="right", va="center", fontsize=8, color="0.35")
+    ax.text(-0.05, 0.12, "形（shape）", ha="right", va="center", fontsize=8)
+    ax.text(-0.05, -0.18, "パラメータ数", ha="right", va="center", fontsize=8, color="0.35")
     total = sum(counts)
-    ax.set_title(f"shape trace (C×H×W per sample; the lecture writes H×W×C) — "
-                 f"{total:,} parameters", fontsize=10)
-    ax.set_xlim(-0.7, n)
+    ax.set_title(f"形の追跡（1 サンプルあたり C×H×W。講義では H×W×C と書きます）— "
+                 f"パラメータ {total:,} 個", fontsize=10)
+    ax.set_xlim(-1.1, n)
     ax.set_ylim(-0.35, 1.35)
     ax.axis("off")
     fig.tight_layout()
@@ -111,19 +111,19 @@ def _draw_history(axes: Sequence[plt.Axes], history: History, epochs: int | None
     for ax in axes:
         ax.clear()
         ax.grid(alpha=0.3)
-        ax.set_xlabel("epoch")
+        ax.set_xlabel("エポック（epoch）")
     done = np.arange(1, history.epochs + 1)
     ax_loss.plot(history.step_t, history.step_loss, color="C0", alpha=0.5, lw=1,
-                 label="train (recent batches)")
-    ax_loss.plot(done, history.test_loss, "o-", color="C1", label="test")
+                 label="学習データ（直近のバッチ）")
+    ax_loss.plot(done, history.test_loss, "o-", color="C1", label="テストデータ")
     ax_acc.plot(history.step_t, history.step_acc, color="C0", alpha=0.5, lw=1,
-                label="train (recent batches)")
-    ax_acc.plot(done, history.test_acc, "o-", color="C1", label="test")
+                label="学習データ（直近のバッチ）")
+    ax_acc.plot(done, history.test_acc, "o-", color="C1", label="テストデータ")
     if history.epochs:
         ax_acc.annotate(f"{history.test_acc[-1]:.3f}", (done[-1], history.test_acc[-1]),
                         textcoords="offset points", xytext=(-10, -14), fontsize=9, color="C1")
-    ax_loss.set_ylabel("cross-entropy loss")
-    ax_acc.set_ylabel("accuracy")
+    ax_loss.set_ylabel("交差エントロピー損失（loss）")
+    ax_acc.set_ylabel("正解率（accuracy）")
     if epochs:
         for ax in axes:
             ax.set_xlim(0, epochs + 0.05)
@@ -182,7 +182,7 @@ def show_confusion(cm: np.ndarray, class_names: Sequence[str]) -> Figure:
     cm = np.asarray(cm)
     k = len(class_names)
     if cm.shape != (k, k):
-        raise ValueError(f"cm has shape {cm.shape} but there are {k} class names")
+        raise ValueError(f"cm の形は {cm.shape} ですが、クラス名は {k} 個です")
     fig, ax = plt.subplots(figsize=(0.55 * k + 2.6, 0.55 * k + 1.8))
     im = ax.imshow(cm, cmap="Blues")
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
@@ -192,9 +192,10 @@ def show_confusion(cm: np.ndarray, class_names: Sequence[str]) -> Figure:
                     color="white" if cm[t, p] > cm.max() / 2 else "black")
     ax.set_xticks(range(k), class_names, rotation=60, ha="right", fontsize=8)
     ax.set_yticks(range(k), class_names, fontsize=8)
-    ax.set_xlabel("predicted class")
-    ax.set_ylabel("true class")
-    ax.set_title(f"confusion matrix (accuracy {np.trace(cm) / cm.sum():.3f})", fontsize=10)
+    ax.set_xlabel("予測したクラス（predicted）")
+    ax.set_ylabel("正しいクラス（true）")
+    ax.set_title(f"混同行列（confusion matrix）: 正解率 {np.trace(cm) / cm.sum():.3f}",
+                 fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -205,7 +206,8 @@ def show_confused_examples(images: np.ndarray, labels: np.ndarray, predictions: 
     """One row per ``(true, predicted, count)`` pair: up to ``n`` test images of class
     ``true`` that the model called ``predicted``. images (N, C, H, W)."""
     if not pairs:
-        raise ValueError("no confused pairs to show (is the model perfect on this data?)")
+        raise ValueError("取り違えた組がありません（no confused pairs）。"
+                         "このデータではモデルが全問正解しています")
     fig, axes = plt.subplots(len(pairs), n, figsize=(1.3 * n + 1.6, 1.45 * len(pairs)),
                              squeeze=False)
     for row, (t, p, count) in enumerate(pairs):
@@ -218,7 +220,7 @@ def show_confused_examples(images: np.ndarray, labels: np.ndarray, predictions: 
         axes[row, 0].text(-0.15, 0.5, f"{class_names[t]}\n→ {class_names[p]}\n({count}×)",
                           transform=axes[row, 0].transAxes, ha="right", va="center",
                           fontsize=8)
-    fig.suptitle("most confused pairs: true → predicted", fontsize=10)
+    fig.suptitle("よく取り違える組: 正しいクラス → 予測したクラス", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -230,8 +232,8 @@ def show_predictions(images: np.ndarray, probs: np.ndarray, labels: np.ndarray,
     (K, n_classes), labels (K,)."""
     k = len(images)
     if probs.shape != (k, len(class_names)) or len(labels) != k:
-        raise ValueError(f"expected probs of shape ({k}, {len(class_names)}) and {k} labels, "
-                         f"got {probs.shape} and {len(labels)}")
+        raise ValueError(f"probs の形は ({k}, {len(class_names)})、ラベルは {k} 個のはずですが、"
+                         f"{probs.shape} と {len(labels)} 個でした")
     fig, axes = plt.subplots(k, 2, figsize=(6.4, 1.25 * k + 0.4), squeeze=False,
                              gridspec_kw={"width_ratios": [1, 2.6]})
     for row in range(k):
@@ -248,7 +250,7 @@ def show_predictions(images: np.ndarray, probs: np.ndarray, labels: np.ndarray,
         ax_bar.invert_yaxis()
         ax_bar.tick_params(axis="x", labelsize=7)
         ax_bar.set_title(f"p({class_names[guess]}) = {probs[row, guess]:.2f}", fontsize=8)
-    axes[-1, 1].set_xlabel("softmax probability")
+    axes[-1, 1].set_xlabel("ソフトマックスの確率（softmax）")
     fig.tight_layout()
     return fig
 
@@ -256,13 +258,13 @@ def show_predictions(images: np.ndarray, probs: np.ndarray, labels: np.ndarray,
 # --------------------------------------------------------------------------- what was learned
 
 
-def show_filters(w: np.ndarray, title: str = "first-layer filters") -> Figure:
+def show_filters(w: np.ndarray, title: str = "1 層目のフィルタ") -> Figure:
     """Filters w (F, C, KH, KW) as small images, each on its own scale centred on 0 (so the
     pattern of a weak filter is visible too): as RGB 0.5 + w / (2·max|w|) when C = 3 (grey
     means 0), otherwise the first channel with a blue-white-red scale."""
     w = np.asarray(w, dtype=np.float64)
     if w.ndim != 4:
-        raise ValueError(f"w must be (F, C, KH, KW), got shape {w.shape}")
+        raise ValueError(f"w の形は (F, C, KH, KW) です。{w.shape} でした")
     f, c = w.shape[:2]
     fig, axes = viz.image_grid(f, min(f, 8), size=1.2, suptitle=title)
     for k, ax in enumerate(axes):
@@ -281,7 +283,7 @@ def feature_maps_by_depth(model: Sequential, image: np.ndarray) -> list[tuple[st
     ReLU and pooling layer: a list of ``(label, maps (C_k, H_k, W_k))``, shallow to deep."""
     image = np.asarray(image, dtype=np.float32)
     if image.ndim != 3:
-        raise ValueError(f"image must be (C, H, W), got shape {image.shape}")
+        raise ValueError(f"image の形は (C, H, W) です。{image.shape} でした")
     was_training = model.training
     model.eval()
     maps = []
@@ -304,14 +306,14 @@ def show_feature_maps_by_depth(model: Sequential, image: np.ndarray, n_maps: int
     fig, axes = plt.subplots(rows, n_maps, figsize=(1.5 * n_maps, 1.6 * rows), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
-    viz.show_image(image, "input", ax=axes[0, 0])
+    viz.show_image(image, "入力", ax=axes[0, 0])
     for row, (_, maps) in enumerate(depths, start=1):
         strongest = np.argsort(-maps.mean(axis=(1, 2)), kind="stable")[:n_maps]
         for col, ch in enumerate(strongest):
-            viz.show_image(maps[ch], f"ch {ch}", ax=axes[row, col], cmap="magma")
-        axes[row, 0].text(-0.2, 0.5, f"block {row}\n{_shape_text(maps.shape)}",
+            viz.show_image(maps[ch], f"チャネル {ch}", ax=axes[row, col], cmap="magma")
+        axes[row, 0].text(-0.2, 0.5, f"ブロック {row}\n{_shape_text(maps.shape)}",
                           transform=axes[row, 0].transAxes, ha="right", va="center", fontsize=8)
-    fig.suptitle("feature maps after each ReLU (brighter = stronger response)", fontsize=10)
+    fig.suptitle("各 ReLU のあとの特徴マップ（明るいほど強い応答）", fontsize=10)
     fig.tight_layout()
     return fig
 
