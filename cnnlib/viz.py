@@ -166,7 +166,8 @@ def show_source(fn: Callable) -> Source:
     try:
         source = textwrap.dedent(inspect.getsource(target))
     except (TypeError, OSError) as exc:
-        raise TypeError(f"cannot show the source of {fn!r}: {exc}") from None
+        raise TypeError(f"{fn!r} のソースは表示できません（cannot show the source）: "
+                        f"{exc}") from None
     if in_notebook():
         from IPython.display import Code
 
@@ -220,7 +221,7 @@ def _as_displayable(img: np.ndarray) -> np.ndarray:
     if a.ndim == 3:
         return np.clip(a.astype(np.float64), 0.0, 1.0)
     if a.ndim != 2:
-        raise ValueError(f"cannot show an array of shape {a.shape} as an image")
+        raise ValueError(f"形 {a.shape} の配列は画像として表示できません（not an image）")
     return a
 
 
@@ -266,7 +267,7 @@ def show_images(images: Sequence[np.ndarray] | np.ndarray, titles: Sequence[str]
     """
     images = list(images)
     if titles is not None and len(titles) != len(images):
-        raise ValueError(f"got {len(images)} images but {len(titles)} titles")
+        raise ValueError(f"画像は {len(images)} 枚ですが、タイトルは {len(titles)} 個です")
     vmin = vmax = None
     if shared_range:
         vmin = float(min(np.min(a) for a in images))
@@ -289,7 +290,8 @@ def show_feature_maps(maps: np.ndarray | Sequence[np.ndarray],
     """
     if isinstance(maps, np.ndarray) and maps.ndim == 4:
         if maps.shape[0] != 1:
-            raise ValueError(f"show one sample at a time: maps has shape {maps.shape}")
+            raise ValueError(f"1 度に 1 サンプルずつ表示します（one sample at a time）: "
+                             f"maps の形は {maps.shape} です")
         maps = maps[0]
     if isinstance(maps, np.ndarray) and maps.ndim == 2:
         maps = maps[None]
@@ -297,11 +299,11 @@ def show_feature_maps(maps: np.ndarray | Sequence[np.ndarray],
     if titles is None:
         titles = [f"マップ（map） {k}" for k in range(len(maps))]
     if len(titles) != len(maps):
-        raise ValueError(f"got {len(maps)} maps but {len(titles)} titles")
+        raise ValueError(f"マップは {len(maps)} 枚ですが、タイトルは {len(titles)} 個です")
     fig, axes = image_grid(len(maps), ncols, size, suptitle)
     for ax, m, title in zip(axes, maps, titles, strict=True):
         if m.ndim != 2:
-            raise ValueError(f"each feature map must be 2-D (H, W), got shape {m.shape}")
+            raise ValueError(f"特徴マップは 1 枚ずつ 2 次元 (H, W) です。形は {m.shape} でした")
         vmin = vmax = None
         if symmetric:
             vmax = float(np.max(np.abs(m))) or 1.0
@@ -322,7 +324,7 @@ def show_matrix(a: np.ndarray, title: str | None = None, fmt: str = "{:g}",
     """
     a = np.asarray(a)
     if a.ndim != 2:
-        raise ValueError(f"show_matrix needs a 2-D array, got shape {a.shape}")
+        raise ValueError(f"show_matrix には 2 次元の配列が必要です。形は {a.shape} でした")
     h, w = a.shape
     if ax is None:
         _, ax = plt.subplots(figsize=(0.55 * w + 0.6, 0.55 * h + 0.6))
@@ -366,7 +368,7 @@ def show_matrices(arrays: Sequence[np.ndarray], titles: Sequence[str] | None = N
     """
     arrays = [np.asarray(a) for a in arrays]
     if between is not None and len(between) != len(arrays) - 1:
-        raise ValueError(f"{len(arrays)} matrices need {len(arrays) - 1} symbols between them")
+        raise ValueError(f"行列 {len(arrays)} 個の間には記号が {len(arrays) - 1} 個必要です")
     widths = [max(a.shape[1], 1) for a in arrays]
     height = max(a.shape[0] for a in arrays)
     fig_w = 0.55 * sum(widths) + (1.3 if between else 0.8) * len(arrays)
