@@ -190,7 +190,7 @@ def test_color_filter_bank_through_conv2d():
 def test_edge_and_line_filters_find_their_orientation():
     w, names = wc.edge_and_line_filters()
     assert w.shape == (6, 1, 3, 3)
-    for orientation, column in (("縦の線", True), ("横の線", False)):
+    for orientation, column in (("vertical line", True), ("horizontal line", False)):
         x = np.zeros((9, 9))
         if column:
             x[:, 4] = 1.0

@@ -256,14 +256,20 @@ def show_filter_bank(img: np.ndarray, w: np.ndarray, names: list[str],
     return fig
 
 
+LINE_LABELS = {"vertical edge": "縦のエッジ", "horizontal edge": "横のエッジ",
+               "vertical line": "縦の線", "horizontal line": "横の線",
+               "diagonal line \\": "斜めの線 \\", "diagonal line /": "斜めの線 /"}
+
+
 def edge_and_line_filters() -> tuple[np.ndarray, list[str]]:
-    """Six 3×3 filters that respond to edges and thin lines, as ``w`` (6, 1, 3, 3) and names."""
+    """Six 3×3 filters that respond to edges and thin lines, as ``w`` (6, 1, 3, 3) and names
+    (English keys; ``show_edges_and_lines`` draws them as the Japanese ``LINE_LABELS``)."""
     h_line = np.array([[-1.0, -1, -1], [2, 2, 2], [-1, -1, -1]])
     diag = np.array([[2.0, -1, -1], [-1, 2, -1], [-1, -1, 2]])
-    filters = [(make_filter("sobel x", 3), "縦のエッジ"),
-               (make_filter("sobel y", 3), "横のエッジ"),
-               (h_line.T, "縦の線"), (h_line, "横の線"),
-               (diag, "斜めの線 \\"), (diag[:, ::-1], "斜めの線 /")]
+    filters = [(make_filter("sobel x", 3), "vertical edge"),
+               (make_filter("sobel y", 3), "horizontal edge"),
+               (h_line.T, "vertical line"), (h_line, "horizontal line"),
+               (diag, "diagonal line \\"), (diag[:, ::-1], "diagonal line /")]
     return np.array([f for f, _ in filters])[:, None], [name for _, name in filters]
 
 
@@ -279,8 +285,8 @@ def show_edges_and_lines(img: np.ndarray, w: np.ndarray, names: list[str],
     axes[0, 0].set_visible(False)
     viz.show_image(img, "入力", ax=axes[1, 0])
     for n in range(f):
-        viz.show_matrix(w[n, 0], names[n], ax=axes[0, n + 1], cmap="RdBu_r", fontsize=8,
-                        symmetric=True)
+        viz.show_matrix(w[n, 0], LINE_LABELS.get(names[n], names[n]), ax=axes[0, n + 1],
+                        cmap="RdBu_r", fontsize=8, symmetric=True)
         viz.show_image(np.abs(maps[n]), f"|マップ {n}|", ax=axes[1, n + 1], cmap="magma")
     fig.suptitle("1 層目のようなフィルタ: エッジと細い線が光ります", fontsize=10)
     fig.tight_layout(h_pad=1.5)
