@@ -26,10 +26,19 @@ A widget builder (``conv_explorer()``, ``pool_explorer()``, …) returns an :cla
   the parallel loop saves; pass ``threads=None`` for heavy work (e.g. training a small model).
 
 Tests: ``e = my_explorer(); e.controls["k"].value = 5; assert e.message == ""; e.result[...]``.
-Exercise helpers call :func:`feedback` so every ``check_…`` answers the same way, and treat
-``None`` / ``...`` (the placeholder in the committed notebook) as "not answered yet".
-An "implement this function" exercise compares the student's function case by case with
-:func:`compare_student_array`; a multiple-choice question uses :func:`check_choice`.
+Exercises: every ``check_…`` is decorated with :func:`exercise` and reads the student's answer
+with ONE of the readers below before judging it, so any answer at all (None, ``...``, a string,
+NaN, 10**1000, True, an array, a function that raises or recurses forever) becomes feedback in
+Japanese, never a traceback and never a false "correct":
+
+* a number: :func:`number_answer` (``whole=True`` for counts); several: :func:`numbers_answer`;
+* a small matrix: :func:`array_answer`; a letter: :func:`check_choice` (:func:`choice_answer`);
+* a function: :func:`call_student` / :func:`run_student`, and case by case
+  :func:`compare_student_array` inside :func:`check_cases`.
+
+All of them return ``(value, None)`` or ``(None, feedback)``, print through :func:`feedback`,
+and treat ``None`` / ``...`` (the placeholder in the committed notebook) as "not answered yet".
+``tests/test_widgets_checkers.py`` finds every checker and feeds it a grid of bad answers.
 Only API present in both ipywidgets 7 (Colab) and 8 is used. Under pytest, use the Agg backend.
 """
 
