@@ -18,6 +18,7 @@ import importlib.util
 import inspect
 import re
 import textwrap
+import unicodedata
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -177,6 +178,11 @@ def show_source(fn: Callable) -> Source:
     return Source(source)
 
 
+def _width(text: str) -> int:
+    """Columns ``text`` takes in a terminal: Japanese (wide) characters count twice."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
 def show_table(rows: Sequence[Sequence[object]], headers: Sequence[str],
                title: str | None = None) -> str:
     """Display a small table (an HTML table in a notebook, aligned text elsewhere).
@@ -193,10 +199,10 @@ def show_table(rows: Sequence[Sequence[object]], headers: Sequence[str],
         return str(v)
 
     text_rows = [[cell(v) for v in row] for row in rows]
-    widths = [max(len(h), *(len(r[k]) for r in text_rows)) if text_rows else len(h)
+    widths = [max(_width(h), *(_width(r[k]) for r in text_rows)) if text_rows else _width(h)
               for k, h in enumerate(headers)]
     lines = [headers, ["-" * w for w in widths], *text_rows]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+    lines = ["  ".join(c + " " * (w - _width(c)) for c, w in zip(r, widths, strict=True)).rstrip()
              for r in lines]
     text = "\n".join(([title] if title else []) + lines)
     if in_notebook():

@@ -182,3 +182,12 @@ def test_without_a_japanese_font_text_is_drawn_without_tofu():
         assert fig.axes[0].get_title() == LABEL  # the label itself is kept
     finally:
         assert viz.setup_japanese_font() in viz.JAPANESE_FONTS
+
+
+def test_show_table_aligns_japanese_headers(capsys):
+    text = viz.show_table([["プーリングなし", 1024], ["2×2 プーリング", 256]], ["", "値の数"])
+    lines = text.splitlines()
+    assert lines[0] == "" + " " * 16 + "値の数"  # "プーリングなし" is 14 columns wide, + 2
+    columns = [viz._width(line[:line.index(v)]) for line, v in zip(lines[2:], ("1,024", "256"),
+                                                                       strict=True)]
+    assert columns == [16, 16]  # the numbers start in the same terminal column
