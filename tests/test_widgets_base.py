@@ -190,7 +190,7 @@ def test_array_answer():
     assert array_answer(..., (2, 2))[1].status == "unanswered"
     for bad, reason in [("[[1, 2], [3, 4]]", "（string）"), (10**1000, "（array of numbers）"),
                         ([[1, 2], [3]], "（array of numbers）"), ([[1, 2]], "(2, 2)"),
-                        (np.zeros(10**6), "大きすぎます"), ([[np.nan, 1], [1, 1]], "NaN"),
+                        (np.zeros(2 * 10**6), "大きすぎます"), ([[np.nan, 1], [1, 1]], "NaN"),
                         (np.array([["a", "b"], ["c", "d"]]), "dtype")]:
         got, verdict = array_answer(bad, (2, 2), "最大プーリング")
         assert got is None and verdict.status == "wrong", bad

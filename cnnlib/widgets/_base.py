@@ -352,7 +352,7 @@ def numbers_answer(answer: object, names: Sequence[str],
     return tuple(values), None
 
 
-MAX_ELEMENTS = 10_000  # an answer or a result larger than this is refused before converting
+MAX_ELEMENTS = 1_000_000  # an answer or a result larger than this is refused before comparing
 
 
 def _read_array(got: object) -> np.ndarray | str:
