@@ -1,6 +1,12 @@
 """Plotting primitives every notebook shares: image grids, small matrices with their numbers,
-outlines on images, source listings and tables. No maths here, and labels are in English so
-figures render without a CJK font.
+outlines on images, source listings and tables, and the Japanese font. No maths here.
+
+Figures carry Japanese labels (English term in parentheses where the lecture has one). On
+import, matplotlib is given a Japanese font after DejaVu Sans (which keeps drawing Latin
+letters and maths symbols): the IPAex Gothic that the ``matplotlib-fontja`` package ships, or
+one found on the system. Without any, a warning is shown once and the Japanese characters are
+left out of the drawn text (the English in parentheses stays), so a figure never shows empty
+boxes (tofu).
 
 Every plotting function returns the matplotlib ``Figure`` (grids) or ``Axes`` (single panels) it
 drew on, so tests can inspect them under the Agg backend and notebooks can add to them.
@@ -8,15 +14,115 @@ drew on, so tests can inspect them under the Agg backend and notebooks can add t
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
+import re
 import textwrap
+import unicodedata
+import warnings
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
+import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib import font_manager
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+from matplotlib.text import Text
+
+# --------------------------------------------------------------------------- Japanese font
+
+JAPANESE_FONTS = ("IPAexGothic", "IPAGothic", "IPAPGothic", "Noto Sans CJK JP", "Noto Sans JP",
+                  "Source Han Sans JP", "TakaoGothic", "VL Gothic", "Hiragino Sans",
+                  "Hiragino Kaku Gothic ProN", "Yu Gothic", "Meiryo", "MS Gothic")
+LATIN_FONT = "DejaVu Sans"  # matplotlib's own font: Latin letters, Greek and maths symbols
+_JAPANESE = re.compile(r"[\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff01-\uff5e"
+                       r"\uff61-\uff9f]")
+_original_layout = Text._get_layout  # where matplotlib measures and splits the text it draws
+japanese_font: str | None = None  # the family in use, or None when the fallback is active
+
+
+def _bundled_font() -> Path | None:
+    """The IPAex Gothic file of ``matplotlib-fontja``, found without importing the package
+    (its import would make that font the only family, losing DejaVu Sans's symbols)."""
+    spec = importlib.util.find_spec("matplotlib_fontja")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(folder) / "fonts" / "ipaexg.ttf"
+        if path.is_file():
+            return path
+    return None
+
+
+def _find_font(family: str) -> bool:
+    try:
+        font_manager.findfont(font_manager.FontProperties(family=family),
+                              fallback_to_default=False)
+    except ValueError:
+        return False
+    return True
+
+
+def without_japanese(text: str) -> str:
+    """``text`` with its Japanese characters left out, for a machine with no Japanese font:
+    ``"出力（output） 4×4"`` → ``"output 4×4"``. Text without Japanese is returned unchanged."""
+    if not _JAPANESE.search(text):
+        return text
+    text = text.replace("（", " (").replace("）", ") ").replace("：", ": ").replace("、", ", ")
+    text = _JAPANESE.sub("", text)
+    text = re.sub(r"\(\s*\)", "", text)
+    text = re.sub(r"^\s*\(([^()]*)\)", r"\1", text)  # "(output) 4×4" → "output 4×4"
+    lines = [" ".join(line.split()) for line in text.split("\n")]
+    return "\n".join(lines)
+
+
+def _layout_without_japanese(self: Text, renderer: object) -> object:
+    shown = self._text
+    readable = without_japanese(shown)
+    if readable == shown:
+        return _original_layout(self, renderer)
+    self._text = readable  # only while measuring and drawing; get_text() keeps the label
+    try:
+        return _original_layout(self, renderer)
+    finally:
+        self._text = shown
+
+
+def setup_japanese_font(candidates: Sequence[str] = JAPANESE_FONTS) -> str | None:
+    """Make matplotlib draw Japanese: called on import; returns the font family used.
+
+    The bundled IPAex Gothic (``matplotlib-fontja``) is registered first, then the first of
+    ``candidates`` that matplotlib finds is placed after DejaVu Sans in ``font.family``, so
+    each character is drawn by the first font that has it. When none is found, a warning is
+    shown and text is drawn without its Japanese characters (``without_japanese``) instead of
+    as empty boxes.
+    """
+    global japanese_font
+    bundled = _bundled_font()
+    if bundled is not None and bundled.name not in {Path(f.fname).name
+                                                    for f in font_manager.fontManager.ttflist}:
+        font_manager.fontManager.addfont(str(bundled))
+    found = next((name for name in candidates if _find_font(name)), None)
+    if found is None:
+        Text._get_layout = _layout_without_japanese
+        matplotlib.rcParams["font.family"] = [LATIN_FONT]  # draws all that is left
+        if japanese_font is not None or not getattr(setup_japanese_font, "warned", False):
+            setup_japanese_font.warned = True  # type: ignore[attr-defined]
+            warnings.warn("日本語フォントが見つかりません（no Japanese font found）: "
+                          "図の日本語は省いて表示します。pip install matplotlib-fontja で"
+                          "直ります。", UserWarning, stacklevel=2)
+    else:
+        Text._get_layout = _original_layout
+        # matplotlib falls back glyph by glyph along font.family (not along font.sans-serif)
+        matplotlib.rcParams["font.family"] = [LATIN_FONT, found]
+    japanese_font = found
+    return found
+
+
+setup_japanese_font()
+
+# --------------------------------------------------------------------------- display
 
 
 def in_notebook() -> bool:
@@ -61,7 +167,8 @@ def show_source(fn: Callable) -> Source:
     try:
         source = textwrap.dedent(inspect.getsource(target))
     except (TypeError, OSError) as exc:
-        raise TypeError(f"cannot show the source of {fn!r}: {exc}") from None
+        raise TypeError(f"{fn!r} のソースは表示できません（cannot show the source）: "
+                        f"{exc}") from None
     if in_notebook():
         from IPython.display import Code
 
@@ -69,6 +176,11 @@ def show_source(fn: Callable) -> Source:
     else:
         print(source)
     return Source(source)
+
+
+def _width(text: str) -> int:
+    """Columns ``text`` takes in a terminal: Japanese (wide) characters count twice."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
 
 
 def show_table(rows: Sequence[Sequence[object]], headers: Sequence[str],
@@ -87,10 +199,10 @@ def show_table(rows: Sequence[Sequence[object]], headers: Sequence[str],
         return str(v)
 
     text_rows = [[cell(v) for v in row] for row in rows]
-    widths = [max(len(h), *(len(r[k]) for r in text_rows)) if text_rows else len(h)
+    widths = [max(_width(h), *(_width(r[k]) for r in text_rows)) if text_rows else _width(h)
               for k, h in enumerate(headers)]
     lines = [headers, ["-" * w for w in widths], *text_rows]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+    lines = ["  ".join(c + " " * (w - _width(c)) for c, w in zip(r, widths, strict=True)).rstrip()
              for r in lines]
     text = "\n".join(([title] if title else []) + lines)
     if in_notebook():
@@ -115,7 +227,7 @@ def _as_displayable(img: np.ndarray) -> np.ndarray:
     if a.ndim == 3:
         return np.clip(a.astype(np.float64), 0.0, 1.0)
     if a.ndim != 2:
-        raise ValueError(f"cannot show an array of shape {a.shape} as an image")
+        raise ValueError(f"形 {a.shape} の配列は画像として表示できません（not an image）")
     return a
 
 
@@ -161,7 +273,7 @@ def show_images(images: Sequence[np.ndarray] | np.ndarray, titles: Sequence[str]
     """
     images = list(images)
     if titles is not None and len(titles) != len(images):
-        raise ValueError(f"got {len(images)} images but {len(titles)} titles")
+        raise ValueError(f"画像は {len(images)} 枚ですが、タイトルは {len(titles)} 個です")
     vmin = vmax = None
     if shared_range:
         vmin = float(min(np.min(a) for a in images))
@@ -184,19 +296,20 @@ def show_feature_maps(maps: np.ndarray | Sequence[np.ndarray],
     """
     if isinstance(maps, np.ndarray) and maps.ndim == 4:
         if maps.shape[0] != 1:
-            raise ValueError(f"show one sample at a time: maps has shape {maps.shape}")
+            raise ValueError(f"1 度に 1 サンプルずつ表示します（one sample at a time）: "
+                             f"maps の形は {maps.shape} です")
         maps = maps[0]
     if isinstance(maps, np.ndarray) and maps.ndim == 2:
         maps = maps[None]
     maps = [np.asarray(m) for m in maps]
     if titles is None:
-        titles = [f"map {k}" for k in range(len(maps))]
+        titles = [f"マップ（map） {k}" for k in range(len(maps))]
     if len(titles) != len(maps):
-        raise ValueError(f"got {len(maps)} maps but {len(titles)} titles")
+        raise ValueError(f"マップは {len(maps)} 枚ですが、タイトルは {len(titles)} 個です")
     fig, axes = image_grid(len(maps), ncols, size, suptitle)
     for ax, m, title in zip(axes, maps, titles, strict=True):
         if m.ndim != 2:
-            raise ValueError(f"each feature map must be 2-D (H, W), got shape {m.shape}")
+            raise ValueError(f"特徴マップは 1 枚ずつ 2 次元 (H, W) です。形は {m.shape} でした")
         vmin = vmax = None
         if symmetric:
             vmax = float(np.max(np.abs(m))) or 1.0
@@ -217,7 +330,7 @@ def show_matrix(a: np.ndarray, title: str | None = None, fmt: str = "{:g}",
     """
     a = np.asarray(a)
     if a.ndim != 2:
-        raise ValueError(f"show_matrix needs a 2-D array, got shape {a.shape}")
+        raise ValueError(f"show_matrix には 2 次元の配列が必要です。形は {a.shape} でした")
     h, w = a.shape
     if ax is None:
         _, ax = plt.subplots(figsize=(0.55 * w + 0.6, 0.55 * h + 0.6))
@@ -261,7 +374,7 @@ def show_matrices(arrays: Sequence[np.ndarray], titles: Sequence[str] | None = N
     """
     arrays = [np.asarray(a) for a in arrays]
     if between is not None and len(between) != len(arrays) - 1:
-        raise ValueError(f"{len(arrays)} matrices need {len(arrays) - 1} symbols between them")
+        raise ValueError(f"行列 {len(arrays)} 個の間には記号が {len(arrays) - 1} 個必要です")
     widths = [max(a.shape[1], 1) for a in arrays]
     height = max(a.shape[0] for a in arrays)
     fig_w = 0.55 * sum(widths) + (1.3 if between else 0.8) * len(arrays)
@@ -307,11 +420,13 @@ def mark_pixels(ax: Axes, rows: Sequence[int], cols: Sequence[int], color: str =
 
 
 __all__ = [
+    "JAPANESE_FONTS",
     "Source",
     "image_grid",
     "in_notebook",
     "mark_pixels",
     "outline",
+    "setup_japanese_font",
     "show_feature_maps",
     "show_image",
     "show_images",
@@ -319,4 +434,5 @@ __all__ = [
     "show_matrix",
     "show_source",
     "show_table",
+    "without_japanese",
 ]

@@ -33,7 +33,7 @@ def test_shape_trace_labels_every_stage(model):
         assert shape in labels
     assert "Conv2d\n3×3, 4" in labels and "softmax" in labels and "input" in labels
     assert "112" in labels  # first conv: 4·(3·3·3 + 1)
-    assert f"{model.num_parameters():,} parameters" in fig.axes[0].get_title()
+    assert f"パラメータ {model.num_parameters():,} 個" in fig.axes[0].get_title()
 
 
 def history_of(epochs: int) -> History:
@@ -79,8 +79,8 @@ def test_confusion_figure_writes_the_counts():
     cm = np.array([[5, 1], [2, 7]])
     fig = P.show_confusion(cm, ["a", "b"])
     assert sorted(texts(fig)) == ["1", "2", "5", "7"]
-    assert "accuracy 0.800" in fig.axes[0].get_title()
-    with pytest.raises(ValueError, match="3 class names"):
+    assert "正解率 0.800" in fig.axes[0].get_title()
+    with pytest.raises(ValueError, match="クラス名は 3 個"):
         P.show_confusion(cm, ["a", "b", "c"])
 
 
@@ -147,14 +147,14 @@ def test_feature_maps_by_depth_follow_the_network(model):
 def test_check_block_shape():
     assert P.check_block_shape(None).status == "unanswered"
     assert P.check_block_shape((8, 14, 14))
-    assert "order" in P.check_block_shape((14, 14, 8)).text
+    assert "（order）" in P.check_block_shape((14, 14, 8)).text
     assert not P.check_block_shape((8, 28, 28))
     assert not P.check_block_shape("eight")
 
 
 def test_check_mlp_params():
     assert P.check_mlp_params(3_073_000)
-    assert "biases" in P.check_mlp_params(3_072_000).text
+    assert "（biases）" in P.check_mlp_params(3_072_000).text
     assert not P.check_mlp_params(3000)
 
 
@@ -197,7 +197,7 @@ def test_check_train_step_finds_the_usual_mistakes():
 
     assert P.check_train_step(placeholder).status == "unanswered"
     assert "did not change" in P.check_train_step(no_update).text
-    assert "step 1: the loss should be" in P.check_train_step(loss_after_step).text
+    assert "ステップ 1: 損失（loss）は" in P.check_train_step(loss_after_step).text
     assert "differs" in P.check_train_step(twice_the_gradient).text
 
 

@@ -1,4 +1,6 @@
-"""The shared plotting primitives (cnnlib.viz) and the widget pattern (cnnlib.widgets._base)."""
+"""The shared plotting primitives (cnnlib.viz)."""
+
+import warnings
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -7,16 +9,6 @@ from matplotlib.figure import Figure
 from numba import njit
 
 from cnnlib import viz
-from cnnlib.widgets._base import (
-    Explorer,
-    check_choice,
-    compare_student_array,
-    feedback,
-    int_slider,
-    is_placeholder,
-    number_answer,
-    set_range,
-)
 
 
 @pytest.fixture(autouse=True)
@@ -52,7 +44,7 @@ def test_show_source_reads_through_a_numba_dispatcher(capsys):
 
 
 def test_show_source_refuses_a_builtin():
-    with pytest.raises(TypeError, match="cannot show the source"):
+    with pytest.raises(TypeError, match="（cannot show the source）"):
         viz.show_source(len)
 
 
@@ -86,9 +78,9 @@ def test_show_images_accepts_grey_hwc_and_chw():
 
 
 def test_show_images_rejects_mismatched_titles_and_bad_shapes():
-    with pytest.raises(ValueError, match="2 images but 1 titles"):
+    with pytest.raises(ValueError, match="画像は 2 枚ですが、タイトルは 1 個"):
         viz.show_images([np.zeros((2, 2))] * 2, titles=["a"])
-    with pytest.raises(ValueError, match="cannot show an array of shape"):
+    with pytest.raises(ValueError, match="画像として表示できません"):
         viz.show_images([np.zeros((2, 2, 2, 2))])
 
 
@@ -109,7 +101,7 @@ def test_show_matrix_writes_every_number():
     _rendered(ax.figure)
     assert sorted(t.get_text() for t in ax.texts) == ["1.0", "3.0", "5.0", "6.5"]
     assert ax.get_title() == "x"
-    with pytest.raises(ValueError, match="2-D"):
+    with pytest.raises(ValueError, match="2 次元"):
         viz.show_matrix(np.zeros(3))
 
 
@@ -126,7 +118,7 @@ def test_show_matrices_draws_symbols_between():
     _rendered(fig)
     symbols = [t.get_text() for t in fig.texts]
     assert symbols == ["*", "="]
-    with pytest.raises(ValueError, match="need 2 symbols"):
+    with pytest.raises(ValueError, match="記号が 2 個必要"):
         viz.show_matrices([np.eye(2)] * 3, between=["*"])
 
 
@@ -139,164 +131,63 @@ def test_outline_frames_the_pixels_it_names():
     _rendered(ax.figure)
 
 
-# --------------------------------------------------------------------------- Explorer
-
-
-def _toy_explorer():
-    controls = {"k": int_slider(3, 1, 7, "k"), "p": int_slider(0, 0, 5, "p")}
-    calls = []
-
-    def compute(k, p):
-        calls.append((k, p))
-        if k == 6:
-            raise ValueError("k = 6 is not allowed")
-        if k == 7:
-            raise RuntimeError("boom")
-        return {"size": k + 2 * p}
-
-    def draw(result):
-        fig, ax = plt.subplots()
-        viz.show_matrix(np.ones((result["size"], 1)), ax=ax)
-        return fig
-
-    def adapt(c):
-        set_range(c["p"], 0, c["k"].value - 1)
-
-    return Explorer(controls, compute, draw, adapt=adapt, rows=[["k"], ["p"]]), calls
-
-
-def test_explorer_computes_on_construction_and_on_every_change():
-    e, calls = _toy_explorer()
-    assert e.result == {"size": 3} and e.message == "" and e.figure is not None
-    e.controls["p"].value = 2
-    assert e.result == {"size": 7}
-    assert calls == [(3, 0), (3, 2)]
-    assert plt.get_fignums() == []  # every drawn figure is closed after showing
-
-
-def test_explorer_adapt_narrows_ranges_without_extra_updates():
-    e, calls = _toy_explorer()
-    e.controls["p"].value = 2
-    e.controls["k"].value = 2  # p's max becomes 1, which clamps p from 2 to 1
-    assert e.controls["p"].max == 1 and e.controls["p"].value == 1
-    assert e.result == {"size": 4}
-    assert calls[-1] == (2, 1) and len(calls) == 3
-
-
-def test_explorer_shows_a_message_instead_of_a_traceback(capsys):
-    e, _ = _toy_explorer()
-    e.controls["k"].value = 6
-    assert e.message == "k = 6 is not allowed"
-    assert e.result is None and e.figure is None and isinstance(e.error, ValueError)
-    assert "k = 6 is not allowed" in capsys.readouterr().out
-    e.controls["k"].value = 7
-    assert e.message == "RuntimeError: boom"
-    e.controls["k"].value = 4
-    assert e.message == "" and e.result == {"size": 4 + 2 * e.controls["p"].value}
-    assert plt.get_fignums() == []
-
-
-def test_explorer_closes_a_half_drawn_figure_on_error():
-    def draw(result):
-        plt.subplots()
-        raise ValueError("cannot draw")
-
-    e = Explorer({"a": int_slider(1, 0, 2, "a")}, lambda a: a, draw)
-    assert e.message == "cannot draw" and plt.get_fignums() == []
-
-
-def test_explorer_ui_holds_controls_and_output():
-    e, _ = _toy_explorer()
-    rows = e.ui.children
-    assert rows[-1] is e.output
-    assert [row.children[0] for row in rows[:-1]] == [e.controls["k"], e.controls["p"]]
-
-
-def test_set_range_moves_the_window_in_either_direction():
-    s = int_slider(2, 0, 3, "s")
-    set_range(s, 5, 9)  # new min above the old max
-    assert (s.min, s.max, s.value) == (5, 9, 5)
-    set_range(s, 0, 1)
-    assert (s.min, s.max, s.value) == (0, 1, 1)
-    set_range(s, 4, 2)  # an empty range collapses to one value
-    assert (s.min, s.max, s.value) == (4, 4, 4)
-
-
-def test_feedback_statuses(capsys):
-    assert is_placeholder(None) and is_placeholder(...) and not is_placeholder(0)
-    fb = feedback(None)
-    assert fb.status == "unanswered" and not fb
-    assert "not answered yet" in capsys.readouterr().out
-    assert feedback(True, "42") and "✓" in capsys.readouterr().out
-    fb = feedback(False, "expected a number")
-    assert not fb and fb.status == "wrong" and "expected a number" in capsys.readouterr().out
-
-
-def _compare(fn):
-    """One case of an "implement this" exercise: ``fn(a)`` should return ``a`` unchanged."""
-    want = np.arange(6.0).reshape(2, 3)
-    return compare_student_array(fn, (want.copy(),), want, rtol=1e-6, atol=1e-9,
-                                 shape_message="want {want}, got {got}",
-                                 value_message="values differ")
-
-
-def test_compare_student_array_passes_only_a_matching_result(capsys):
-    assert _compare(lambda a: a) is None
-    assert _compare(lambda a: a.tolist()) is None  # any array-like, compared as float64
-    assert _compare(lambda a: a.astype(np.float32)) is None
-    assert _compare(lambda a: a * (1 + 1e-7)) is None  # within rtol
-    assert capsys.readouterr().out == ""  # a passing case prints nothing
-    assert _compare(lambda a: a + 1e-3).text.endswith("values differ")
-    fb = _compare(lambda a: a.T)
-    assert fb.status == "wrong" and fb.text.endswith("want (2, 3), got (3, 2)")
-
-
-def test_compare_student_array_reports_unanswered_and_errors_without_raising():
-    assert _compare(None).status == "unanswered"
-    assert _compare(lambda a: None).status == "unanswered"
-    fb = _compare(lambda a: a.nope)
-    assert fb.status == "wrong" and "AttributeError" in fb.text
-    fb = _compare(lambda a: [[1, "x"]])
-    assert fb.status == "wrong" and "not an array of numbers" in fb.text
-
-
-def test_number_answer(capsys):
-    assert number_answer(None)[1].status == "unanswered"
-    assert number_answer("0.25") == (0.25, None)
-    assert number_answer(15.0, whole=True) == (15, None)
-    for bad in ("many", [1, 2], 15.5):  # 15.5 is not silently cut to 15
-        value, verdict = number_answer(bad, whole=True)
-        assert value is None and verdict.status == "wrong" and "whole number" in verdict.text
-    assert "例: 0.5 ** 3" in number_answer("x", example="0.5 ** 3")[1].text
-    assert "✗" in capsys.readouterr().out
-
-
-def test_check_choice(capsys):
-    hints = {"a": "hint for a", "c": "hint for c"}
-    assert check_choice(None, "b", "why b", hints).status == "unanswered"
-    assert check_choice(..., "b", "why b", hints).status == "unanswered"
-    fb = check_choice(" B ", "b", "why b", hints)
-    assert fb and fb.text.endswith("why b")
-    assert check_choice("c", "b", "why b", hints).text.endswith("hint for c")
-    for other in ("d", "", "ab", 2):
-        fb = check_choice(other, "b", "why b", hints)
-        assert fb.status == "wrong" and "one letter" in fb.text
-
-
-def test_explorer_computes_single_threaded_and_restores_the_setting():
-    import numba
-
-    before = numba.get_num_threads()
-    e = Explorer({"a": int_slider(1, 0, 2, "a")}, lambda a: numba.get_num_threads())
-    assert e.result == 1 and numba.get_num_threads() == before
-    e = Explorer({"a": int_slider(1, 0, 2, "a")}, lambda a: numba.get_num_threads(), threads=None)
-    assert e.result == before
-    e.controls["a"].value = 2
-    assert e.timings["compute"] >= 0 and e.timings["draw"] >= 0
-
-
 def test_show_matrix_symmetric_colours_centre_on_zero():
     ax = viz.show_matrix(np.array([[0.0, 1.0], [1.0, -4.0]]), cmap="RdBu_r", symmetric=True)
     assert ax.images[0].get_clim() == (-4.0, 4.0)
     colours = {t.get_text(): t.get_color() for t in ax.texts}
     assert colours["-4"] == "white" and colours["1"] == "black"
+
+
+# --------------------------------------------------------------------------- Japanese font
+
+LABEL = "畳み込み（convolution）の出力：⌊(32 + 2·1 − 5)/2⌋ + 1 = 15、σ² γ β ε μ √ Σ ∂ ≈ ≤ → ×"
+
+
+def _draw_japanese_figure():
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1], label="学習データ（train）")
+    ax.set_title(LABEL)
+    ax.set_xlabel("エポック（epoch）")
+    ax.set_ylabel("損失（loss）")
+    ax.set_xticks([0, 1], ["フラット化", "ウィンドウ"])
+    ax.legend()
+    fig.suptitle("特徴マップ（feature map）")
+    fig.canvas.draw()
+    return fig
+
+
+def test_japanese_labels_render_without_missing_glyphs():
+    assert viz.japanese_font in viz.JAPANESE_FONTS
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "Glyph … missing from font(s)" would raise
+        fig = _draw_japanese_figure()
+    assert fig.axes[0].get_title() == LABEL
+
+
+def test_without_japanese_keeps_the_english_and_the_numbers():
+    assert viz.without_japanese("出力（output） 4×4") == "output 4×4"
+    assert viz.without_japanese("最大プーリング（max pooling）、2×2") == "max pooling , 2×2"
+    assert viz.without_japanese("入力") == ""
+    assert viz.without_japanese("stride S = 2") == "stride S = 2"
+
+
+def test_without_a_japanese_font_text_is_drawn_without_tofu():
+    try:
+        with pytest.warns(UserWarning, match="no Japanese font found"):
+            assert viz.setup_japanese_font(candidates=()) is None
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no glyph is missing: no warning, no tofu
+            fig = _draw_japanese_figure()
+            assert viz.setup_japanese_font(candidates=()) is None  # warned once only
+        assert fig.axes[0].get_title() == LABEL  # the label itself is kept
+    finally:
+        assert viz.setup_japanese_font() in viz.JAPANESE_FONTS
+
+
+def test_show_table_aligns_japanese_headers(capsys):
+    text = viz.show_table([["プーリングなし", 1024], ["2×2 プーリング", 256]], ["", "値の数"])
+    lines = text.splitlines()
+    assert lines[0] == "" + " " * 16 + "値の数"  # "プーリングなし" is 14 columns wide, + 2
+    columns = [viz._width(line[:line.index(v)]) for line, v in zip(lines[2:], ("1,024", "256"),
+                                                                       strict=True)]
+    assert columns == [16, 16]  # the numbers start in the same terminal column

@@ -23,7 +23,7 @@ def test_plot_flatten_writes_the_values_in_c_order():
     fig.canvas.draw()
     row = [t.get_text() for t in fig.axes[-1].texts]
     assert row == [str(v) for v in range(18)]
-    assert fig.axes[1].get_title() == "channel 1 (3x3)"
+    assert fig.axes[1].get_title() == "チャネル 1（3×3）"
     with pytest.raises(ValueError, match="one sample"):
         wa.plot_flatten(np.zeros((1, 2, 3, 3)))
 
@@ -59,7 +59,7 @@ def test_activation_defaults_and_errors():
     assert_allclose(f, [-0.02, -0.005, 0, 1.5])
     assert_allclose(df, [0.01, 0.01, 0.01, 1])
     assert_allclose(wa.activation("relu", x)[1], [0, 0, 0, 1])
-    with pytest.raises(ValueError, match="unknown activation 'swish'"):
+    with pytest.raises(ValueError, match="活性化関数 'swish' はありません"):
         wa.activation("swish", x)
 
 
@@ -129,7 +129,7 @@ def test_sigmoid_gradients_vanish_and_relu_gradients_do_not():
     assert 0.1 < relu[0] / relu[-1] < 10
     xavier = wa.gradient_norms("relu", 20, init="Xavier")
     assert xavier[0] / xavier[-1] < 0.05  # He's √2 is what keeps ReLU's gradient alive
-    with pytest.raises(ValueError, match="init must be"):
+    with pytest.raises(ValueError, match="init は He, Xavier のどれか"):
         wa.deep_stack("relu", 2, init="zeros")
     with pytest.raises(ValueError, match="unknown activation"):
         wa.deep_stack("softplus", 2)

@@ -153,7 +153,7 @@ def test_pool_gradient_explorer():
     e.controls["example"].value = "tie"
     e.controls["kind"].value = "max"
     assert e.result["dx"][0, 1] == 1
-    assert "first" in e.figure.texts[0].get_text()
+    assert "（最初の）" in e.figure.texts[0].get_text()
 
 
 # --------------------------------------------------------------------------- gradient check
@@ -195,7 +195,7 @@ def test_descend_regimes(lr, regime):
 def test_descend_first_step_by_hand_and_bad_lr():
     assert_allclose(wb.descend(0.1, steps=1)["path"][1], [-3.6, 0.0])
     assert_allclose(wb.toy_loss(np.array([-4.0, 1.5])), 0.5 * (16 + 10 * 2.25))
-    with pytest.raises(ValueError, match="positive"):
+    with pytest.raises(ValueError, match="正の数"):
         wb.descend(0.0)
 
 
@@ -209,7 +209,8 @@ def test_learning_rate_explorer_and_figure():
     fig = wb.plot_learning_rates((0.01, 0.1, 0.21), steps=30)
     assert len(fig.axes) == 4
     assert [t.get_text() for t in fig.axes[-1].get_legend().get_texts()] == [
-        "lr=0.01 (too small)", "lr=0.1 (good)", "lr=0.21 (divergent)"]
+        "lr=0.01: 小さすぎ（too small）", "lr=0.1: ちょうどよい（good）",
+        "lr=0.21: 発散（divergent）"]
 
 
 # --------------------------------------------------------------------------- exercises

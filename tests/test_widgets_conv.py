@@ -23,7 +23,7 @@ def _close_figures():
 @pytest.mark.parametrize("k", [1, 2, 3, 4, 5, 7, 11])
 def test_every_filter_exists_for_every_allowed_size(name, k):
     if k < wc.MIN_KERNEL.get(name, 1):
-        with pytest.raises(ValueError, match="needs a kernel size of at least"):
+        with pytest.raises(ValueError, match="以上必要です（kernel size）"):
             wc.make_filter(name, k)
         return
     w = wc.make_filter(name, k)
@@ -129,8 +129,9 @@ def test_impossible_combination_gives_a_message_and_recovers():
     c["kernel_size"].value = 6
     c["dilation"].value = 2  # covers 11 pixels of a 6-pixel image
     assert e.result is None and e.figure is None
-    assert e.message.startswith("No output: the kernel (6 taps with dilation 2) covers 11")
-    assert "Use padding ≥ 3" in e.message and "no valid output" in e.message
+    assert e.message.startswith("出力がありません（no output）: カーネル（6 タップ、"
+                                "ダイレーション 2）は 11 画素")
+    assert "パディングを 3 以上" in e.message and e.message.endswith("（no output）")
     assert c["out_row"].disabled and c["out_col"].disabled
     assert plt.get_fignums() == []
     c["padding"].value = 3  # the fix the message suggests
@@ -159,7 +160,7 @@ def test_output_size_formula_text():
     text = wc.output_size_formula(8, 3, 2, 0, 1)
     assert text == "H_out = ⌊(H + 2P − D(K−1) − 1)/S⌋ + 1 = ⌊(8 + 2·0 − 1·(3−1) − 1)/2⌋ + 1 = " \
                    "⌊5/2⌋ + 1 = 3"
-    assert wc.output_size_formula(4, 5, 1, 0, 1, "W").endswith("no valid output")
+    assert wc.output_size_formula(4, 5, 1, 0, 1, "W").endswith("出力がありません（no output）")
 
 
 def test_explorer_images():
@@ -181,7 +182,7 @@ def test_color_filter_bank_through_conv2d():
     fig.canvas.draw()
     assert len([ax for ax in fig.axes if ax.get_visible()]) == 1 + 2 * 6
     grey = np.repeat(img.mean(axis=2, keepdims=True), 3, axis=2)
-    red_green = names.index("red − green")
+    red_green = names.index("赤 − 緑")
     grey_maps = reference.conv2d(grey.transpose(2, 0, 1)[None], w, np.zeros(6), padding=1)[0]
     assert_allclose(grey_maps[red_green], 0.0, atol=1e-12)  # no colour, no colour difference
 

@@ -31,7 +31,7 @@ def test_param_calculator_follows_the_sliders():
     e = intro.param_calculator()
     assert e.message == ""
     assert e.result["mlp"]["weights"] == 3_072_000 and e.result["conv"]["per_filter"] == 27
-    assert "3,072,000 weights" in e.result["text"]
+    assert "重み 3,072,000 個" in e.result["text"]
     e.controls["h"].value = 224
     e.controls["w"].value = 224
     assert e.result["mlp"]["weights"] == 224 * 224 * 3 * 1000
@@ -136,7 +136,7 @@ def test_check_shift():
     cropped = intro.check_shift(lambda x, dy, dx: intro.shift_image(x, dy, dx)[1:])
     assert cropped.status == "wrong" and "(5, 6)" in cropped.text and "(4, 6)" in cropped.text
     ragged = intro.check_shift(lambda x, dy, dx: [[1.0, 2.0], [3.0]])
-    assert ragged.status == "wrong" and "（not an array of numbers）" in ragged.text
+    assert ragged.status == "wrong" and "（array of numbers）" in ragged.text
 
 
 def _fails_on_the_canvas(x, dy, dx):

@@ -57,8 +57,8 @@ def test_bn_explorer_output_statistics(batch):
     assert_allclose(r["out_std"], r["expected_std"], rtol=1e-9)
     assert r["out_std"] < 1.5  # eps comparable to sigma² shrinks the spread
     axes = e.figure.axes
-    assert len(axes) == 3 and "channel B" in axes[0].get_title()
-    assert "eps=1.0e-01" in axes[1].get_title()
+    assert len(axes) == 3 and "チャネル B" in axes[0].get_title()
+    assert "ε = 1.0e-01" in axes[1].get_title()
 
 
 # --------------------------------------------------------------------------- train vs eval
@@ -109,7 +109,7 @@ def test_stat_mask_counts_and_errors():
     assert wn.stat_mask("BatchNorm", _SHAPE, 1, 2).sum() == 4 * 3 * 3
     assert wn.stat_mask("LayerNorm", _SHAPE, 1, 2).sum() == 6 * 3 * 3
     assert wn.stat_mask("GroupNorm", _SHAPE, 1, 2, groups=3).sum() == 2 * 3 * 3
-    with pytest.raises(ValueError, match="cannot be split into 4 groups"):
+    with pytest.raises(ValueError, match="4 グループに分けられません"):
         wn.stat_mask("GroupNorm", _SHAPE, 0, 0, groups=4)
     with pytest.raises(ValueError, match="unknown method"):
         wn.stat_mask("InstanceNorm", _SHAPE, 0, 0)
@@ -124,9 +124,9 @@ def test_norm_axes_explorer():
     assert not c["groups"].disabled
     c["groups"].value = 3
     assert (e.result["count"], e.result["sets"], e.result["agrees"]) == (18, 12, True)
-    assert "18 values" in e.figure.axes[0].get_title()
+    assert "18 個の値" in e.figure.axes[0].get_title()
     c["groups"].value = 4  # does not divide C = 6: a message, no stale picture
-    assert "cannot be split into 4 groups" in e.message
+    assert "4 グループに分けられません" in e.message
     assert e.result is None and e.figure is None
     c["groups"].value = 6
     assert e.message == "" and e.result["count"] == 9 and e.result["sets"] == 24
@@ -174,7 +174,7 @@ def test_bn_experiment_is_reproducible_and_learns():
     assert_allclose(wn.bn_experiment(lrs=(0.05,), steps=5)[(0.05, True)], losses[:5],
                     rtol=1e-5)
     fig = wn.plot_bn_experiment(h)
-    assert "with BN" in fig.axes[0].get_legend().get_texts()[1].get_text()
+    assert "BN あり" in fig.axes[0].get_legend().get_texts()[1].get_text()
 
 
 def test_smooth():

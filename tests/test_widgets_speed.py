@@ -36,7 +36,7 @@ def test_conv_macs_counts_the_lecture_formula():
     # no padding: 10×10 outputs; stride 2 on 7×7 with 3×3: 3×3 outputs
     assert speed.conv_macs((1, 1, 14, 14), (1, 1, 5, 5)) == 10 * 10 * 25
     assert speed.conv_macs((2, 3, 7, 7), (4, 3, 3, 3), stride=2) == 2 * 4 * 3 * 3 * 27
-    with pytest.raises(ValueError, match="x has 3 channels but w expects 2"):
+    with pytest.raises(ValueError, match="x のチャネル数は 3 ですが、w は 2 を前提"):
         speed.conv_macs((1, 3, 5, 5), (1, 2, 3, 3))
 
 
@@ -44,7 +44,7 @@ def test_time_call_is_the_median_of_the_repeats():
     calls = []
     assert speed.time_call(lambda v: calls.append(v), 7, repeat=3) >= 0
     assert calls == [7, 7, 7]
-    with pytest.raises(ValueError, match="repeat must be at least 1"):
+    with pytest.raises(ValueError, match="repeat は 1 以上です"):
         speed.time_call(print, repeat=0)
 
 
@@ -75,15 +75,15 @@ ROWS = [
 def test_speed_table_reports_gmacs_and_speedups(capsys):
     text = speed.speed_table(ROWS)
     lines = text.splitlines()
-    assert lines[0].split() == ["method", "time", "GMAC/s", "vs", "pure", "Python", "note"]
+    assert lines[0].split() == ["方法", "時間", "GMAC/s", "pure", "Python", "と比べて", "メモ"]
     assert "20.00 s" in lines[2] and "1.0×" in lines[2] and "extrapolated" in lines[2]
     assert "50.00 ms" in lines[3] and "400.0×" in lines[3]
     assert "2.00 ms" in lines[4] and "10,000.0×" in lines[4] and "20" in lines[4]  # 20 GMAC/s
     assert text in capsys.readouterr().out  # printed outside a notebook
-    assert "vs Numba" in speed.speed_table(ROWS, baseline="Numba")
-    with pytest.raises(ValueError, match="no row is called 'NumPy'"):
+    assert "Numba と比べて" in speed.speed_table(ROWS, baseline="Numba")
+    with pytest.raises(ValueError, match="'NumPy' という行はありません"):
         speed.speed_table(ROWS, baseline="NumPy")
-    with pytest.raises(ValueError, match="at least one"):
+    with pytest.raises(ValueError, match="1 つ以上必要です"):
         speed.speed_table([])
 
 
@@ -108,7 +108,7 @@ def test_plot_race_errors_marks_the_rounding_level():
     assert [line.get_label() for line in ax.get_lines()[:2]] == ["racy", "fixed"]
     assert_allclose(ax.get_lines()[1].get_ydata(), [1e-5, 1e-5, 1e-12])  # an exact 0 stays visible
     assert list(ax.get_xticks()) == [1, 2, 3]
-    assert any(t.get_text() == "float32 rounding" for t in ax.texts)
+    assert any(t.get_text() == "float32 の丸め誤差" for t in ax.texts)
 
 
 # ---- the on-disk cache -------------------------------------------------------------------------
@@ -177,7 +177,7 @@ def test_layer_times_covers_every_layer_and_the_loss():
     assert all(f > 0 for _, f, _ in rows) and all(b > 0 for _, _, b in rows[:-1])
     assert rows[-1][2] == 0.0
     assert np.array_equal(model.layers[0].params["w"], before)  # no update: weights unchanged
-    with pytest.raises(ValueError, match="repeat must be at least 1"):
+    with pytest.raises(ValueError, match="repeat は 1 以上です"):
         speed.layer_times(model, x, labels, repeat=0)
 
     fig = speed.plot_layer_times(rows)
@@ -185,7 +185,7 @@ def test_layer_times_covers_every_layer_and_the_loss():
     (ax,) = fig.axes
     assert len(ax.patches) == 2 * len(rows)  # a forward and a backward bar per row
     total_ms = sum(f + b for _, f, b in rows) * 1e3
-    assert f"total {total_ms:.1f} ms" in ax.get_xlabel()
+    assert f"合計 {total_ms:.1f} ms" in ax.get_xlabel()
 
 
 # ---- exercises --------------------------------------------------------------------------------

@@ -25,13 +25,14 @@ from cnnlib import layers
 from cnnlib.widgets._base import (
     Explorer,
     Feedback,
+    check_cases,
     check_choice,
     compare_student_array,
     dropdown,
+    exercise,
     feedback,
     float_slider,
     int_slider,
-    is_placeholder,
     number_answer,
 )
 
@@ -46,7 +47,8 @@ def plot_flatten(x: np.ndarray) -> Figure:
     """
     x = np.asarray(x)
     if x.ndim != 3:
-        raise ValueError(f"plot_flatten shows one sample (C, H, W), got shape {x.shape}")
+        raise ValueError(f"plot_flatten は 1 サンプル (C, H, W) を表示します（one sample）。"
+                         f"形は {x.shape} でした")
     C, H, W = x.shape
     flat = layers.Flatten().forward(x[None])[0]  # (C·H·W,)
     tint = plt.get_cmap("Pastel1")
@@ -62,10 +64,10 @@ def plot_flatten(x: np.ndarray) -> Figure:
         ax.set_title(title, fontsize=10)
 
     for c in range(C):
-        cells(fig.add_subplot(grid[0, c]), x[c], np.full((H, W), c % 9), f"channel {c} ({H}x{W})")
+        cells(fig.add_subplot(grid[0, c]), x[c], np.full((H, W), c % 9), f"チャネル {c}（{H}×{W}）")
     channel_of = np.repeat(np.arange(C) % 9, H * W)[None]
     cells(fig.add_subplot(grid[1, :]), flat[None], channel_of,
-          f"Flatten: ({C}, {H}, {W}) -> {flat.size} values (channel by channel, row by row)")
+          f"フラット化（Flatten）: ({C}, {H}, {W}) → {flat.size} 個の値（チャネルごと、行ごと）")
     fig.tight_layout()
     return fig
 
@@ -88,10 +90,10 @@ ACTIVATIONS = ("relu", "leaky_relu", "elu", "gelu", "sigmoid", "tanh")
 WITH_ALPHA = ("leaky_relu", "elu")
 FORMULAS = {
     "relu": "f(x) = max(0, x)",
-    "leaky_relu": "f(x) = x if x > 0 else alpha*x",
-    "elu": "f(x) = x if x > 0 else alpha*(exp(x) - 1)",
-    "gelu": "f(x) = x * Phi(x)",
-    "sigmoid": "f(x) = 1 / (1 + exp(-x))",
+    "leaky_relu": "f(x) = x（x > 0）、αx（それ以外）",
+    "elu": "f(x) = x（x > 0）、α(exp(x) − 1)（それ以外）",
+    "gelu": "f(x) = x·Φ(x)",
+    "sigmoid": "f(x) = 1 / (1 + exp(−x))",
     "tanh": "f(x) = tanh(x)",
 }
 
@@ -103,7 +105,8 @@ def activation(name: str, x: np.ndarray, alpha: float | None = None) -> tuple[np
     ``alpha`` is used by leaky_relu (default 0.01) and elu (default 1.0) only.
     """
     if name not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}")
+        raise ValueError(f"活性化関数 {name!r} はありません（unknown activation）。"
+                         f"次から選んでください: {', '.join(ACTIVATIONS)}")
     forward = getattr(act, f"{name}_forward")
     backward = getattr(act, f"{name}_backward")
     x = np.asarray(x, dtype=np.float64)
@@ -113,8 +116,8 @@ def activation(name: str, x: np.ndarray, alpha: float | None = None) -> tuple[np
 
 def activation_explorer() -> Explorer:
     """Choose an activation (and α); f on the left, f′ on the right, f′ checked numerically."""
-    controls = {"name": dropdown(ACTIVATIONS, "relu", "activation"),
-                "alpha": float_slider(0.1, 0.0, 2.0, "alpha (leaky_relu, elu)", step=0.05)}
+    controls = {"name": dropdown(ACTIVATIONS, "relu", "活性化関数（activation）"),
+                "alpha": float_slider(0.1, 0.0, 2.0, "α（leaky_relu, elu）", step=0.05)}
 
     def adapt(c: dict) -> None:
         c["alpha"].disabled = c["name"].value not in WITH_ALPHA
@@ -131,11 +134,11 @@ def activation_explorer() -> Explorer:
 
     def draw(r: dict) -> Figure:
         fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
-        label = r["name"] + (f" (alpha={r['alpha']:g})" if r["alpha"] is not None else "")
+        label = r["name"] + (f"（α = {r['alpha']:g}）" if r["alpha"] is not None else "")
         a.plot(r["x"], r["f"], color="tab:blue", lw=2)
         a.set_title(f"{label}:  {FORMULAS[r['name']]}", fontsize=10)
         b.plot(r["x"], r["df"], color="tab:red", lw=2)
-        b.set_title(f"f'(x) from {r['name']}_backward  (max slope {r['max_slope']:.3g})",
+        b.set_title(f"{r['name']}_backward による f'(x)（最大の傾き {r['max_slope']:.3g}）",
                     fontsize=10)
         for ax, name in ((a, "f(x)"), (b, "f'(x)")):
             ax.axhline(0, color="0.6", lw=0.8)
@@ -164,10 +167,11 @@ def deep_stack(activation_name: str, depth: int, width: int = 64, init: str = "H
     ``init``: "He" keeps cnnlib's std √(2/width); "Xavier" (Glorot) uses √(1/width).
     """
     if activation_name not in _LAYER_CLASS:
-        raise ValueError(f"unknown activation {activation_name!r}; choose one of "
+        raise ValueError(f"活性化関数 {activation_name!r} はありません（unknown activation）。"
+                         "次から選んでください: "
                          f"{', '.join(STACK_ACTIVATIONS)}")
     if init not in INITS:
-        raise ValueError(f"init must be one of {', '.join(INITS)}, got {init!r}")
+        raise ValueError(f"init は {', '.join(INITS)} のどれかです。指定は {init!r} でした")
     rng = np.random.default_rng(seed)
     stack = []
     for _ in range(depth):
@@ -203,9 +207,9 @@ def plot_gradient_norms(norms: dict[str, np.ndarray], title: str = "") -> Figure
     fig, ax = plt.subplots(figsize=(7.5, 3.8))
     for name, values in norms.items():
         ax.semilogy(np.arange(1, len(values) + 1), values, "o-", ms=3, label=name)
-    ax.set_xlabel("layer l (1 = next to the input)")
+    ax.set_xlabel("層 l（1 = 入力のすぐ隣）")
     ax.set_ylabel("||dL/dh_l||")
-    ax.set_title(title or "gradient size on the way back to the input", fontsize=10)
+    ax.set_title(title or "入力へ戻る途中の勾配の大きさ", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -214,8 +218,8 @@ def plot_gradient_norms(norms: dict[str, np.ndarray], title: str = "") -> Figure
 
 def vanishing_gradient_explorer() -> Explorer:
     """Depth and initialisation sliders; gradient norms for sigmoid, tanh, ReLU and GELU."""
-    controls = {"depth": int_slider(20, 2, 50, "depth (layers)"),
-                "init": dropdown(INITS, "He", "init")}
+    controls = {"depth": int_slider(20, 2, 50, "深さ（層の数）"),
+                "init": dropdown(INITS, "He", "初期化（init）")}
 
     def compute(depth: int, init: str) -> dict:
         norms = {name: gradient_norms(name, depth, init=init) for name in STACK_ACTIVATIONS}
@@ -223,8 +227,8 @@ def vanishing_gradient_explorer() -> Explorer:
         return {"depth": depth, "init": init, "norms": norms, "first_over_last": ratio}
 
     def draw(r: dict) -> Figure:
-        return plot_gradient_norms(r["norms"], f"{r['depth']} layers of Linear(64, 64) + "
-                                               f"activation, {r['init']} init")
+        return plot_gradient_norms(r["norms"], f"Linear(64, 64) + 活性化関数 を {r['depth']} 層、"
+                                               f"{r['init']} の初期化")
 
     return Explorer(controls, compute, draw)
 
@@ -246,7 +250,8 @@ def dying_relu(bias_shift: float, name: str = "relu", units: int = 32, batch: in
     random upstream gradient, the fraction of dead units and of units whose gradient is 0.
     """
     if name not in DYING_ACTIVATIONS:
-        raise ValueError(f"unknown activation {name!r}; choose one of "
+        raise ValueError(f"活性化関数 {name!r} はありません（unknown activation）。"
+                         "次から選んでください: "
                          f"{', '.join(DYING_ACTIVATIONS)}")
     rng = np.random.default_rng(seed)
     lin = layers.Linear(16, units, rng=rng, dtype=np.float64)
@@ -267,8 +272,8 @@ def dying_relu(bias_shift: float, name: str = "relu", units: int = 32, batch: in
 
 def dying_relu_explorer() -> Explorer:
     """Shift the biases and pick the activation; watch units die and their gradients vanish."""
-    controls = {"bias_shift": float_slider(0.0, -5.0, 2.0, "bias shift", step=0.25),
-                "name": dropdown(DYING_ACTIVATIONS, "relu", "activation")}
+    controls = {"bias_shift": float_slider(0.0, -5.0, 2.0, "バイアスのずれ", step=0.25),
+                "name": dropdown(DYING_ACTIVATIONS, "relu", "活性化関数（activation）")}
 
     def compute(bias_shift: float, name: str) -> dict:
         return {"bias_shift": bias_shift, "name": name, **dying_relu(bias_shift, name)}
@@ -276,16 +281,16 @@ def dying_relu_explorer() -> Explorer:
     def draw(r: dict) -> Figure:
         fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.6))
         a.imshow(r["out"][:48].T, aspect="auto", cmap="viridis", interpolation="nearest")
-        a.set_xlabel("sample")
-        a.set_ylabel("unit")
-        a.set_title(f"{r['name']} output (48 samples); dead units: "
+        a.set_xlabel("サンプル")
+        a.set_ylabel("ユニット")
+        a.set_title(f"{r['name']} の出力（48 サンプル）。死んだユニット（dead units）: "
                     f"{r['dead_fraction']:.0%}", fontsize=10)
         units = np.arange(len(r["grad_norm"]))
         b.bar(units, r["grad_norm"], color=np.where(r["dead"], "tab:red", "tab:blue"))
         b.plot(units[r["dead"]], np.zeros(int(r["dead"].sum())), "x", color="tab:red", ms=8)
-        b.set_xlabel("unit (red x: z <= 0 for every sample)")
+        b.set_xlabel("ユニット（赤い x: すべてのサンプルで z ≤ 0）")
         b.set_ylabel("||dL/dW_row||")
-        b.set_title(f"weight gradient per unit; exactly 0 for {r['zero_grad_fraction']:.0%}",
+        b.set_title(f"ユニットごとの重みの勾配。ちょうど 0 が {r['zero_grad_fraction']:.0%}",
                     fontsize=10)
         fig.tight_layout()
         return fig
@@ -314,10 +319,10 @@ def plot_gelu_vs_relu() -> Figure:
         b.plot(x, df, color=colour, lw=2, label=name)
     xm, ym = gelu_minimum()
     a.plot(xm, ym, "o", color="tab:purple")
-    a.annotate(f"min {ym:.3f} at x = {xm:.3f}", (xm, ym), xytext=(-3.8, 1.0),
+    a.annotate(f"最小値 {ym:.3f}（x = {xm:.3f}）", (xm, ym), xytext=(-3.8, 1.0),
                arrowprops={"arrowstyle": "->"}, fontsize=9)
     a.set_title("f(x)", fontsize=10)
-    b.set_title("f'(x): GELU is smooth and lets a little gradient through for x < 0",
+    b.set_title("f'(x): GELU は滑らかで、x < 0 でも少し勾配を通します",
                 fontsize=10)
     for ax in (a, b):
         ax.axhline(0, color="0.6", lw=0.8)
@@ -332,6 +337,7 @@ def plot_gelu_vs_relu() -> Figure:
 # --------------------------------------------------------------------------- exercises
 
 
+@exercise
 def check_linear_params(answer: object) -> Feedback:
     """Exercise 1: parameters of Linear after Flatten of (16, 8, 8) to 10 outputs (10·1024 + 10)."""
     value, verdict = number_answer(answer, whole=True)
@@ -349,6 +355,7 @@ def check_linear_params(answer: object) -> Feedback:
                            "W (D_out, D_in) と b (D_out) を数えましょう。")
 
 
+@exercise
 def check_sigmoid_bound(answer: object) -> Feedback:
     """Exercise 2: the largest factor 10 sigmoid layers can multiply a gradient by: (1/4)^10."""
     value, verdict = number_answer(answer, example="0.5 ** 3")
@@ -364,29 +371,28 @@ def check_sigmoid_bound(answer: object) -> Feedback:
                            "10 層分掛けましょう。")
 
 
+@exercise
 def check_leaky_relu_backward(fn: Callable) -> Feedback:
     """Exercise 3: ``fn(dout, x, alpha)`` returns dx of Leaky ReLU; compared with cnnlib's."""
-    if is_placeholder(fn):
-        return feedback(None)
-    if not callable(fn):
-        return feedback(False, "関数 my_leaky_relu_backward(dout, x, alpha) を渡してください。")
     rng = np.random.default_rng(4)
-    for alpha in (0.01, 0.2, 1.5):
+
+    def run_case(alpha: float) -> Feedback | None:
         x = rng.standard_normal((3, 7))
         x[0, :3] = (-1.0, 0.0, 1.0)
         dout = rng.standard_normal(x.shape)
         _, cache = act.leaky_relu_forward(x, alpha)
         want = act.leaky_relu_backward(dout, cache)
-        verdict = compare_student_array(
+        return compare_student_array(
             fn, (dout.copy(), x.copy(), alpha), want, rtol=1e-12, atol=1e-12,
             shape_message="dx は x と同じ形 {want} のはずですが、{got} でした。",
             value_message=f"alpha = {alpha} で値が違います。x > 0 では dout、"
                           "それ以外（x = 0 を含む）では alpha·dout です。")
-        if verdict is not None:
-            return verdict
-    return feedback(True, "x ≤ 0 でも勾配 alpha·dout が流れるので、ユニットは死にません。")
+
+    return check_cases((0.01, 0.2, 1.5), run_case,
+                       "x ≤ 0 でも勾配 alpha·dout が流れるので、ユニットは死にません。")
 
 
+@exercise
 def check_dead_relu(answer: object) -> Feedback:
     """Exercise 4 (explain, multiple choice): why a dead ReLU unit never recovers ("b")."""
     return check_choice(

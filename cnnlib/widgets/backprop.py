@@ -29,13 +29,15 @@ from cnnlib.optim import SGD
 from cnnlib.widgets._base import (
     Explorer,
     Feedback,
+    check_cases,
     compare_student_array,
     dropdown,
+    exercise,
     feedback,
     float_slider,
     int_slider,
-    is_placeholder,
     number_answer,
+    numbers_answer,
     set_range,
 )
 
@@ -101,8 +103,8 @@ def plot_tiny_graph(graph: dict) -> Figure:
     ax.set_xlim(-0.9, 7.3)
     ax.set_ylim(-0.8, 2.6)
     ax.axis("off")
-    ax.set_title("forward: values (black) left to right;  backward: dL/d(node) (red) right to left",
-                 fontsize=10)
+    ax.set_title("順伝播（forward）: 値（黒）を左から右へ。逆伝播（backward）: dL/d(ノード)（赤）を"
+                 "右から左へ", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -121,8 +123,9 @@ def tiny_graph_explorer() -> Explorer:
     def draw(r: dict) -> Figure:
         fig = plot_tiny_graph(r)
         n = r["numerical"]
-        fig.axes[0].text(3.2, -0.75, f"numerical: dL/dw ≈ {n['w']:.4f}, dL/dx ≈ {n['x']:.4f}, "
-                         f"dL/db ≈ {n['b']:.4f}", ha="center", fontsize=9, color="tab:blue")
+        fig.axes[0].text(3.2, -0.75, f"数値微分（numerical）: dL/dw ≈ {n['w']:.4f}, "
+                         f"dL/dx ≈ {n['x']:.4f}, dL/db ≈ {n['b']:.4f}", ha="center",
+                         fontsize=9, color="tab:blue")
         return fig
 
     return Explorer(controls, compute, draw, rows=[["w", "x"], ["b", "t"]])
@@ -209,8 +212,8 @@ def plot_filter_flip(w: np.ndarray, dout: np.ndarray | None = None) -> Figure:
                               w[None, None], np.zeros(1))
     dx = conv2d_backward(np.asarray(dout, np.float64)[None, None], cache)[0][0, 0]
     fig = viz.show_matrices([w, w[::-1, ::-1], dout, dx],
-                            ["W", "flip(W) = W rotated 180°", "delta (one error = 1)",
-                             "dX: W scattered into the window"])
+                            ["W", "flip(W) = W を 180° 回転", "δ（誤差 1 つ = 1）",
+                             "dX: W がウィンドウにばらまかれる"])
     i, j = np.argwhere(dout != 0)[0]
     viz.outline(fig.axes[2], i, j, 1, 1)
     viz.outline(fig.axes[3], i, j, k, k)
@@ -248,11 +251,11 @@ def conv_backward_explorer() -> Explorer:
     gradient entry whose window is outlined. ``result`` holds dw, dx from both routes and
     their largest differences.
     """
-    controls = {"view": dropdown(_CONV_VIEWS, _CONV_VIEWS[0], "gradient"),
-                "kernel_size": int_slider(3, 2, 3, "kernel k"),
-                "stride": int_slider(1, 1, 3, "stride S"),
-                "padding": int_slider(0, 0, 2, "padding P"),
-                "row": int_slider(0, 0, 2, "row"), "col": int_slider(0, 0, 2, "col")}
+    controls = {"view": dropdown(_CONV_VIEWS, _CONV_VIEWS[0], "勾配（gradient）"),
+                "kernel_size": int_slider(3, 2, 3, "カーネル k"),
+                "stride": int_slider(1, 1, 3, "ストライド S"),
+                "padding": int_slider(0, 0, 2, "パディング P"),
+                "row": int_slider(0, 0, 2, "行"), "col": int_slider(0, 0, 2, "列")}
 
     def compute(view: str, kernel_size: int, stride: int, padding: int, row: int,
                 col: int) -> dict:
@@ -286,20 +289,20 @@ def _draw_conv_backward(r: dict) -> Figure:
         taps = " + ".join(f"{xp[a, b]:g}·{_paren(v)}" for a, b, v in
                           zip(rows.ravel(), cols.ravel(), d.ravel(), strict=True))
         title = (f"dW({i},{j}) = {taps} = {r['dw_conv'][0, 0, i, j]:g}\n"
-                 f"taps {s} apart (= stride);  max |diff| to conv2d_backward = "
+                 f"タップの間隔 {s}（= ストライド）。conv2d_backward との差の最大 = "
                  f"{r['dw_error']:.1e}")
         fig = viz.show_matrices([xp, d, r["dw_conv"][0, 0]],
-                                ["X (padded)", "delta = dL/dY (the filter)", "dW"],
+                                ["X（パディング済み）", "δ = dL/dY（これがフィルタ）", "dW"],
                                 between=["*", "="], suptitle=title)
         viz.mark_pixels(fig.axes[0], rows.ravel(), cols.ravel(), size=260)
         viz.outline(fig.axes[2], i, j, 1, 1)
     else:
         dfull = full_padded_error(r["dout"], k, r["x"].shape[2:], s, p)[0, 0]
         wf = r["w"][0, 0, ::-1, ::-1]
-        title = (f"dX({i},{j}) = sum(window * flip(W)) = {r['dx_full'][0, 0, i, j]:g}\n"
-                 f"max |diff| to conv2d_backward = {r['dx_error']:.1e}")
+        title = (f"dX({i},{j}) = Σ ウィンドウ·flip(W) = {r['dx_full'][0, 0, i, j]:g}\n"
+                 f"conv2d_backward との差の最大 = {r['dx_error']:.1e}")
         fig = viz.show_matrices([dfull, wf, r["dx_full"][0, 0]],
-                                [f"delta: {s - 1} zeros between, k-1 = {k - 1} around", "flip(W)",
+                                [f"δ: 間に 0 を {s - 1} 個、周りに k−1 = {k - 1}", "flip(W)",
                                  "dX"], between=["*", "="], suptitle=title)
         viz.outline(fig.axes[0], i + p, j + p, k, k)
         viz.outline(fig.axes[2], i, j, 1, 1)
@@ -318,7 +321,8 @@ def pool_gradient(x: np.ndarray, dout: np.ndarray, kind: str, k: int = 2) -> tup
                                                                                   np.ndarray]:
     """(Y, dX) of k×k pooling (stride k) of one (H, W) map via ``cnnlib.pool``; kind max/avg."""
     if kind not in ("max", "avg"):
-        raise ValueError(f"kind must be 'max' or 'avg', got {kind!r}")
+        raise ValueError(f"kind は 'max' か 'avg' です（kind must be 'max' or 'avg'）。"
+                         f"指定は {kind!r} でした")
     fwd, bwd = ((pool.max_pool2d_forward, pool.max_pool2d_backward) if kind == "max"
                 else (pool.avg_pool2d_forward, pool.avg_pool2d_backward))
     y, cache = fwd(np.asarray(x, np.float64)[None, None], k)
@@ -329,9 +333,9 @@ def pool_gradient(x: np.ndarray, dout: np.ndarray, kind: str, k: int = 2) -> tup
 def plot_pool_gradients(x: np.ndarray, dout: np.ndarray, kind: str, k: int = 2) -> Figure:
     """X with its windows, Y, δ = dL/dY and dX for k×k pooling (stride k)."""
     y, dx = pool_gradient(x, dout, kind, k)
-    rule = "each window's delta goes to its (first) maximum" if kind == "max" \
-        else f"each window's delta is spread as delta/{k * k} over its {k * k} inputs"
-    fig = viz.show_matrices([x, y, dout, dx], ["X", f"Y = {kind}pool(X)", "delta = dL/dY",
+    rule = "各ウィンドウの δ は（最初の）最大値の位置へ" if kind == "max" \
+        else f"各ウィンドウの δ は δ/{k * k} ずつ {k * k} 個の入力へ"
+    fig = viz.show_matrices([x, y, dout, dx], ["X", f"Y = {kind}pool(X)", "δ = dL/dY",
                                                "dX = dL/dX"], fmt="{:g}",
                             between=["->", "   ", "->"], suptitle=rule)
     colours = ("tab:red", "tab:green", "tab:orange", "tab:purple")
@@ -346,8 +350,10 @@ def plot_pool_gradients(x: np.ndarray, dout: np.ndarray, kind: str, k: int = 2) 
 
 def pool_gradient_explorer() -> Explorer:
     """Max or average pooling backward on the lecture's 4×4 example or the tie case."""
-    controls = {"kind": dropdown(("max", "avg"), "max", "pooling"),
-                "example": dropdown(tuple(POOL_EXAMPLES), "lecture", "input X")}
+    controls = {"kind": dropdown(("max", "avg"), "max", "プーリング",
+                                 {"max": "最大（max）", "avg": "平均（avg）"}),
+                "example": dropdown(tuple(POOL_EXAMPLES), "lecture", "入力 X",
+                                    {"lecture": "4×4 の例", "tie": "同点のある例（tie）"})}
 
     def compute(kind: str, example: str) -> dict:
         x = POOL_EXAMPLES[example]
@@ -428,6 +434,8 @@ def gradient_check_rows(seed: int = 0) -> list[tuple[str, str, str, float]]:
 
 CURVATURE = np.array([1.0, 10.0])  # L(w) = ½·(1·w₀² + 10·w₁²): a long, narrow valley
 W_START = np.array([-4.0, 1.5])
+REGIME_LABELS = {"divergent": "発散（divergent）", "too small": "小さすぎ（too small）",
+                 "good": "ちょうどよい（good）"}
 
 
 def toy_loss(w: np.ndarray) -> float:
@@ -443,7 +451,7 @@ def descend(lr: float, steps: int = 30, start: np.ndarray = W_START) -> dict:
     ``steps`` steps the loss is still above 1% of the start) or "good".
     """
     if not np.isfinite(lr) or lr <= 0:
-        raise ValueError(f"the learning rate must be a positive number, got {lr}")
+        raise ValueError(f"学習率（learning rate）は正の数です。指定は {lr} でした")
     w = np.array(start, dtype=np.float64)
     grad = np.zeros_like(w)
     opt = SGD([(w, grad)], lr=lr)
@@ -474,14 +482,15 @@ def _plot_descent(r: dict, ax_path: plt.Axes, ax_loss: plt.Axes | None) -> None:
     ax_path.plot(0, 0, "*", color="k", ms=10)
     ax_path.set_xlim(-5, 5)
     ax_path.set_ylim(-3, 3)
-    ax_path.set_xlabel("w0 (curvature 1)")
-    ax_path.set_ylabel("w1 (curvature 10)")
-    ax_path.set_title(f"lr = {r['lr']:.3g}: {r['regime']} (rho = {r['rho']:.2f})", fontsize=10)
+    ax_path.set_xlabel("w0（曲率 1）")
+    ax_path.set_ylabel("w1（曲率 10）")
+    ax_path.set_title(f"lr = {r['lr']:.3g}: {REGIME_LABELS[r['regime']]}（ρ = {r['rho']:.2f}）",
+                      fontsize=10)
     if ax_loss is not None:
         finite = np.where(np.isfinite(r["losses"]), r["losses"], np.nan)
         ax_loss.semilogy(np.clip(finite, 1e-12, 1e12), "o-", ms=3, color="tab:red")
-        ax_loss.set_xlabel("step")
-        ax_loss.set_ylabel("loss L(W)")
+        ax_loss.set_xlabel("ステップ（step）")
+        ax_loss.set_ylabel("損失 L(W)")
         ax_loss.grid(True, alpha=0.3)
 
 
@@ -493,9 +502,9 @@ def plot_learning_rates(lrs: tuple[float, ...] = (0.01, 0.1, 0.21), steps: int =
         _plot_descent(r, ax, None)
     for r in runs:
         axes[-1].semilogy(np.clip(r["losses"], 1e-12, 1e12), "o-", ms=2,
-                          label=f"lr={r['lr']:g} ({r['regime']})")
-    axes[-1].set_xlabel("step")
-    axes[-1].set_ylabel("loss L(W)")
+                          label=f"lr={r['lr']:g}: {REGIME_LABELS[r['regime']]}")
+    axes[-1].set_xlabel("ステップ（step）")
+    axes[-1].set_ylabel("損失 L(W)")
     axes[-1].legend(fontsize=8)
     fig.tight_layout()
     return fig
@@ -504,10 +513,11 @@ def plot_learning_rates(lrs: tuple[float, ...] = (0.01, 0.1, 0.21), steps: int =
 def learning_rate_explorer() -> Explorer:
     """A learning-rate slider (log scale) and a steps slider over the toy loss."""
     controls = {"lr": widgets.FloatLogSlider(value=0.1, base=10, min=-3, max=0, step=0.05,
-                                             description="learning rate", readout_format=".3f",
+                                             description="学習率（learning rate）",
+                                             readout_format=".3f",
                                              continuous_update=False,
                                              style={"description_width": "initial"}),
-                "steps": int_slider(30, 1, 100, "steps")}
+                "steps": int_slider(30, 1, 100, "ステップ数")}
 
     def draw(r: dict) -> Figure:
         fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
@@ -523,54 +533,50 @@ def learning_rate_explorer() -> Explorer:
 EXERCISE_GRAPH = {"w": 2.0, "x": -1.0, "b": 0.5, "t": 1.0}
 
 
+@exercise
 def check_chain_rule(answer: object) -> Feedback:
     """Exercise 1: (dL/dw, dL/dx, dL/db) for ``EXERCISE_GRAPH`` in L = (w·x + b − t)²."""
-    if is_placeholder(answer):
-        return feedback(None)
+    names = ("dL/dw", "dL/dx", "dL/db")
+    got, verdict = numbers_answer(answer, names)
+    if verdict is not None:
+        return verdict
     want = tiny_graph(**EXERCISE_GRAPH)["grads"]
     expected = (want["w"], want["x"], want["b"])
-    try:
-        got = tuple(float(v) for v in answer)  # type: ignore[union-attr]
-    except (TypeError, ValueError):
-        return feedback(False, "3 つの数 (dL/dw, dL/dx, dL/db) のタプルで答えてください。")
-    if len(got) != 3:
-        return feedback(False, f"3 つの数が必要ですが、{len(got)} 個ありました。")
     if np.allclose(got, expected, atol=1e-9):
         return feedback(True, f"e = {tiny_graph(**EXERCISE_GRAPH)['values']['e']:g}, "
                               "dL/de = 2e から順に掛けていきます。")
-    wrong = [n for n, g, e in zip(("dL/dw", "dL/dx", "dL/db"), got, expected, strict=True)
-             if not np.isclose(g, e)]
+    wrong = [n for n, g, e in zip(names, got, expected, strict=True) if not np.isclose(g, e)]
     return feedback(False, f"{', '.join(wrong)} が違います。まず e = w·x + b − t を計算し、"
                            "dL/de = 2e に局所微分を掛けましょう。")
 
 
+@exercise
 def check_conv_dw(fn: Callable) -> Feedback:
     """Exercise 2: ``fn(x, delta)`` for (H, W) x and (H_out, W_out) delta gives dW (k×k).
 
     Stride 1, no padding, one channel: k = H − H_out + 1. Compared with ``conv2d_backward``.
     """
-    if is_placeholder(fn):
-        return feedback(None)
-    if not callable(fn):
-        return feedback(False, "関数 my_conv_dw(x, delta) を渡してください。")
     rng = np.random.default_rng(11)
-    for h, w, k in ((4, 4, 2), (5, 6, 3), (6, 5, 2)):
+
+    def run_case(case: tuple) -> Feedback | None:
+        h, w, k = case
         x = rng.standard_normal((h, w))
         kern = rng.standard_normal((k, k))
         out, cache = conv2d_forward(x[None, None], kern[None, None], np.zeros(1))
         delta = rng.standard_normal(out.shape[2:])
         want = conv2d_backward(delta[None, None], cache)[1][0, 0]
-        verdict = compare_student_array(
-            fn, (x, delta), want, rtol=1e-8, atol=1e-10,
+        return compare_student_array(
+            fn, (x.copy(), delta.copy()), want, rtol=1e-8, atol=1e-10,
             shape_message=f"x が {h}×{w}、delta が {delta.shape[0]}×{delta.shape[1]} "
                           f"のとき dW は {k}×{k} のはずですが、形が {{got}} でした。",
             value_message="値が conv2d_backward と一致しません。"
                           "dW(m, n) = Σ_i Σ_j X(i+m, j+n)·delta(i, j) です。")
-        if verdict is not None:
-            return verdict
-    return feedback(True, "dW は入力 X と誤差 delta の畳み込みです。")
+
+    return check_cases(((4, 4, 2), (5, 6, 3), (6, 5, 2)), run_case,
+                       "dW は入力 X と誤差 delta の畳み込みです。")
 
 
+@exercise
 def check_max_learning_rate(answer: object) -> Feedback:
     """Exercise 3: the largest stable learning rate for L = ½·λ·w² with λ = 10 (= 2/λ)."""
     value, verdict = number_answer(answer)

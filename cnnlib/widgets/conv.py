@@ -12,8 +12,6 @@ The maths is ``cnnlib.conv``; the filters below are just numbers to try.
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import lru_cache
-from math import comb
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -21,110 +19,31 @@ from matplotlib.figure import Figure
 
 from cnnlib import viz
 from cnnlib.conv import conv2d_forward, conv_output_size
-from cnnlib.data import sample_image
 from cnnlib.widgets._base import (
     Explorer,
     Feedback,
+    check_cases,
     check_choice,
     compare_student_array,
     dropdown,
+    exercise,
     feedback,
     int_slider,
-    is_placeholder,
+    number_answer,
     set_range,
 )
-
-# --------------------------------------------------------------------------- filters
-
-FILTERS = ("identity", "box blur", "gaussian", "sharpen", "sobel x", "sobel y", "laplacian",
-           "random")
-MIN_KERNEL = {"sobel x": 2, "sobel y": 2, "laplacian": 3}  # smallest k each filter exists for
-SIGNED = {"sobel x", "sobel y", "laplacian", "random"}  # responses with both signs
-
-
-def _binomial(n: int) -> np.ndarray:
-    """Row n−1 of Pascal's triangle: [1], [1, 1], [1, 2, 1], … (a smoothing window)."""
-    return np.array([comb(n - 1, r) for r in range(n)], dtype=np.float64)
-
-
-def make_filter(name: str, k: int, seed: int = 0) -> np.ndarray:
-    """A k×k filter by name (see ``FILTERS``), float64.
-
-    Sobel generalises to any k ≥ 2 (binomial smoothing ⊗ smoothed difference); the Laplacian
-    is the classic 3×3 one for k = 3 and a zero-sum Laplacian of Gaussian for larger k.
-    """
-    if name not in FILTERS:
-        raise ValueError(f"unknown filter {name!r}; choose one of {', '.join(FILTERS)}")
-    if k < MIN_KERNEL.get(name, 1):
-        raise ValueError(f"the {name} filter needs a kernel size of at least "
-                         f"{MIN_KERNEL[name]}, got {k}")
-    centre = (k - 1) / 2
-    r = np.arange(k) - centre
-    if name == "identity":
-        w = np.zeros((k, k))
-        w[k // 2, k // 2] = 1.0
-    elif name == "box blur":
-        w = np.full((k, k), 1.0 / (k * k))
-    elif name == "gaussian":
-        g = np.exp(-(r**2) / (2 * max(k / 5, 0.5) ** 2))
-        w = np.outer(g, g) / np.outer(g, g).sum()
-    elif name == "sharpen":
-        w = -np.full((k, k), 1.0 / (k * k))
-        w[k // 2, k // 2] += 2.0  # 2·identity − box blur
-    elif name in ("sobel x", "sobel y"):
-        smooth = _binomial(k)
-        diff = np.convolve(_binomial(k - 1), [1.0, -1.0])[::-1] if k > 1 else np.zeros(1)
-        w = np.outer(smooth, diff) if name == "sobel x" else np.outer(diff, smooth)
-    elif name == "laplacian":
-        if k == 3:
-            w = np.array([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
-        else:
-            s2 = (k / 6) ** 2
-            rr = r[:, None] ** 2 + r[None, :] ** 2
-            w = (rr - 2 * s2) * np.exp(-rr / (2 * s2))
-            w -= w.mean()  # a flat patch gives 0
-            w *= -4.0 / w[k // 2, k // 2] if w[k // 2, k // 2] != 0 else 1.0
-    else:  # random
-        w = np.random.default_rng(seed).normal(0.0, 1.0 / k, (k, k))
-    return w
-
-
-# --------------------------------------------------------------------------- images
-
-
-EXPLORER_SIZE = 128  # photo height in the explorer: a slider move stays well under 100 ms
-IMAGES = ("photo", "crop 24×24", "tiny 6×6")
-
-
-@lru_cache(maxsize=8)
-def _photo(gray: bool, size: int) -> np.ndarray:
-    img = sample_image(gray=gray, size=size)
-    img.setflags(write=False)
-    return img
-
-
-def explorer_image(name: str = "photo", size: int = EXPLORER_SIZE) -> np.ndarray:
-    """The grey image the explorer convolves: the photo (H = ``size``) or a crop of it."""
-    photo = _photo(True, size)
-    if name == "photo":
-        return photo
-    if name == "crop 24×24":
-        top, left = photo.shape[0] // 4, photo.shape[1] // 2 - 12
-        return photo[top:top + 24, left:left + 24]
-    if name == "tiny 6×6":
-        top, left = photo.shape[0] // 3, photo.shape[1] // 2 - 3
-        return photo[top:top + 6, left:left + 6]
-    raise ValueError(f"unknown image {name!r}; choose one of {', '.join(IMAGES)}")
-
-
-def conv_gray(img: np.ndarray, w: np.ndarray, stride: int = 1, padding: int = 0,
-              dilation: int = 1) -> np.ndarray:
-    """Convolve one grey (H, W) image with one (k, k) filter via ``cnnlib.conv``; (H_out, W_out)."""
-    x = np.asarray(img, np.float32)[None, None]
-    out, _ = conv2d_forward(x, np.asarray(w, np.float32)[None, None], np.zeros(1, np.float32),
-                            stride=stride, padding=padding, dilation=dilation)
-    return out[0, 0]
-
+from cnnlib.widgets._images import (
+    EXPLORER_SIZE,
+    FILTER_LABELS,
+    FILTERS,
+    IMAGE_LABELS,
+    IMAGES,
+    MIN_KERNEL,
+    SIGNED,
+    conv_gray,
+    explorer_image,
+    make_filter,
+)
 
 # --------------------------------------------------------------------------- small example
 
@@ -138,8 +57,8 @@ def conv_step_explorer(x: np.ndarray, w: np.ndarray, b: float = 0.0) -> Explorer
     k = w.shape[0]
     y = conv_gray(x, w).astype(np.float64) + b
     h_out, w_out = y.shape
-    controls = {"i": int_slider(0, 0, h_out - 1, "output row i"),
-                "j": int_slider(0, 0, w_out - 1, "output column j")}
+    controls = {"i": int_slider(0, 0, h_out - 1, "出力の行 i"),
+                "j": int_slider(0, 0, w_out - 1, "出力の列 j")}
 
     def compute(i: int, j: int) -> dict:
         window = x[i:i + k, j:j + k]
@@ -171,7 +90,7 @@ def output_size_formula(size: int, k: int, stride: int, padding: int, dilation: 
     text = (f"{axis}_out = ⌊({axis} + 2P − D(K−1) − 1)/S⌋ + 1 = "
             f"⌊({size} + 2·{padding} − {dilation}·({k}−1) − 1)/{stride}⌋ + 1")
     if top < 0:
-        return text + f" = ⌊{top}/{stride}⌋ + 1: no valid output"
+        return text + f" = ⌊{top}/{stride}⌋ + 1: 出力がありません（no output）"
     return text + f" = ⌊{top}/{stride}⌋ + 1 = {top // stride + 1}"
 
 
@@ -204,10 +123,10 @@ def _compute_conv(image: str, filter: str, kernel_size: int, stride: int, paddin
     if cover > min(img.shape) + 2 * padding:
         need = -(-(cover - min(img.shape)) // 2)
         raise ValueError(
-            f"No output: the kernel ({k} taps with dilation {dilation}) covers {cover} pixels, "
-            f"but the padded input is only {min(img.shape)} + 2·{padding} = "
-            f"{min(img.shape) + 2 * padding} pixels. Use padding ≥ {need}, a smaller kernel or "
-            f"less dilation.\n{formula}")
+            f"出力がありません（no output）: カーネル（{k} タップ、ダイレーション {dilation}）は "
+            f"{cover} 画素にわたりますが、パディングした入力は {min(img.shape)} + 2·{padding} = "
+            f"{min(img.shape) + 2 * padding} 画素しかありません。パディングを {need} 以上にするか、"
+            f"カーネルを小さく、ダイレーションを小さくしてください。\n{formula}")
     out = conv_gray(img, w, stride, padding, dilation)
     h_out, w_out = out.shape
     i, j = min(out_row, h_out - 1), min(out_col, w_out - 1)
@@ -229,7 +148,7 @@ def _draw_conv(r: dict) -> Figure:
                                               "wspace": 0.12})
     p, s, d = r["padding"], r["stride"], r["dilation"]
     h, w = r["image"].shape
-    viz.show_image(r["padded"], f"padded input {h + 2 * p}×{w + 2 * p} (P = {p})", ax=ax_in,
+    viz.show_image(r["padded"], f"パディングした入力 {h + 2 * p}×{w + 2 * p}（P = {p}）", ax=ax_in,
                    vmin=0.0, vmax=1.0)
     if p:
         viz.outline(ax_in, p, p, h, w, color="yellow", linewidth=1.0)
@@ -247,23 +166,24 @@ def _draw_conv(r: dict) -> Figure:
                 viz.outline(ax_in, hp - n, 0, n, wp, color="magenta", fill=True, alpha=0.45)
             else:
                 viz.outline(ax_in, 0, wp - n, hp, n, color="magenta", fill=True, alpha=0.45)
-    dropped = f"dropped by the stride: {r['dropped'][0]} row(s), {r['dropped'][1]} column(s)"
-    ax_in.set_xlabel(dropped + (" (magenta)" if any(r["dropped"]) else ""), fontsize=9)
+    dropped = f"ストライドで捨てられる: {r['dropped'][0]} 行, {r['dropped'][1]} 列"
+    ax_in.set_xlabel(dropped + ("（マゼンタ）" if any(r["dropped"]) else ""), fontsize=9)
+    name = FILTER_LABELS[r["filter"]]
     if k <= 5:  # numbers stay readable (and cheap to draw) up to 5×5
-        viz.show_matrix(r["kernel"], f"kernel {k}×{k}: {r['filter']}", fmt="{:.2g}", ax=ax_w,
+        viz.show_matrix(r["kernel"], f"カーネル {k}×{k}: {name}", fmt="{:.2g}", ax=ax_w,
                         cmap="RdBu_r", fontsize=9, symmetric=True)
     else:
-        viz.show_image(r["kernel"], f"kernel {k}×{k}: {r['filter']}", ax=ax_w, cmap="RdBu_r",
+        viz.show_image(r["kernel"], f"カーネル {k}×{k}: {name}", ax=ax_w, cmap="RdBu_r",
                        colorbar=True)
     out = r["out"]
     vmax = float(np.abs(out).max()) or 1.0
     cmap, lims = ("RdBu_r", (-vmax, vmax)) if r["filter"] in SIGNED else ("gray", (None, None))
     ho, wo = out.shape
-    viz.show_image(out, f"output {ho}×{wo} (S = {s}, D = {d})", ax=ax_out, cmap=cmap,
+    viz.show_image(out, f"出力 {ho}×{wo}（S = {s}, D = {d}）", ax=ax_out, cmap=cmap,
                    vmin=lims[0], vmax=lims[1])
     i, j = r["pixel"]
     viz.outline(ax_out, i, j, 1, 1, color="red")
-    ax_out.set_xlabel(f"Y({i},{j}) = {r['field_value']:.3f}  (red box on the input)", fontsize=9)
+    ax_out.set_xlabel(f"Y({i},{j}) = {r['field_value']:.3f}（入力の赤い枠）", fontsize=9)
     print(r["formula"])  # as text above the figure: rendering it as glyphs doubles the time
     return fig  # fixed margins: tight_layout would double the drawing time too
 
@@ -277,14 +197,14 @@ def conv_explorer(image: str = "photo", filter: str = "sobel x", kernel_size: in
     field of the chosen output pixel. An impossible combination sets ``message``.
     """
     controls = {
-        "image": dropdown(IMAGES, image, "image"),
-        "filter": dropdown(FILTERS, filter, "filter"),
-        "kernel_size": int_slider(kernel_size, 1, 11, "kernel size K"),
-        "stride": int_slider(stride, 1, 5, "stride S"),
-        "padding": int_slider(padding, 0, 10, "padding P"),
-        "dilation": int_slider(dilation, 1, 4, "dilation D"),
-        "out_row": int_slider(EXPLORER_SIZE // 4, 0, EXPLORER_SIZE, "output row i"),
-        "out_col": int_slider(EXPLORER_SIZE // 4, 0, EXPLORER_SIZE, "output column j"),
+        "image": dropdown(IMAGES, image, "画像", IMAGE_LABELS),
+        "filter": dropdown(FILTERS, filter, "フィルタ", FILTER_LABELS),
+        "kernel_size": int_slider(kernel_size, 1, 11, "カーネルの大きさ K"),
+        "stride": int_slider(stride, 1, 5, "ストライド S"),
+        "padding": int_slider(padding, 0, 10, "パディング P"),
+        "dilation": int_slider(dilation, 1, 4, "ダイレーション D"),
+        "out_row": int_slider(EXPLORER_SIZE // 4, 0, EXPLORER_SIZE, "出力の行 i"),
+        "out_col": int_slider(EXPLORER_SIZE // 4, 0, EXPLORER_SIZE, "出力の列 j"),
     }
     rows = [["image", "filter"], ["kernel_size", "stride"], ["padding", "dilation"],
             ["out_row", "out_col"]]
@@ -300,12 +220,12 @@ def color_filter_bank(k: int = 3) -> tuple[np.ndarray, list[str]]:
     box = np.full((k, k), 1.0 / (k * k))
     zero = np.zeros((k, k))
     bank = [
-        ([sx / 3, sx / 3, sx / 3], "vertical edges"),
-        ([sy / 3, sy / 3, sy / 3], "horizontal edges"),
-        ([box, -box, zero], "red − green"),
-        ([-box / 2, -box / 2, box], "blue − yellow"),
-        ([box / 3, box / 3, box / 3], "brightness"),
-        ([sx, zero, zero], "red-channel edges"),
+        ([sx / 3, sx / 3, sx / 3], "縦のエッジ"),
+        ([sy / 3, sy / 3, sy / 3], "横のエッジ"),
+        ([box, -box, zero], "赤 − 緑"),
+        ([-box / 2, -box / 2, box], "青 − 黄"),
+        ([box / 3, box / 3, box / 3], "明るさ"),
+        ([sx, zero, zero], "赤チャネルのエッジ"),
     ]
     w = np.array([np.stack(chans) for chans, _ in bank])
     return w, [name for _, name in bank]
@@ -320,7 +240,7 @@ def show_filter_bank(img: np.ndarray, w: np.ndarray, names: list[str],
     f = w.shape[0]
     fig, axes = plt.subplots(2, f + 1, figsize=(2.1 * (f + 1), 4.6),
                              gridspec_kw={"height_ratios": [1, 2]})
-    viz.show_image(img, "input (H, W, 3)", ax=axes[1, 0])
+    viz.show_image(img, "入力 (H, W, 3)", ax=axes[1, 0])
     axes[0, 0].set_visible(False)
     for n in range(f):
         swatch = np.moveaxis(w[n], 0, -1)  # (k, k, 3) to draw as colours
@@ -328,16 +248,22 @@ def show_filter_bank(img: np.ndarray, w: np.ndarray, names: list[str],
         viz.show_image(0.5 + swatch / scale, names[n], ax=axes[0, n + 1])  # 0 → mid grey
         m = maps[n]
         vmax = float(np.abs(m).max()) or 1.0
-        viz.show_image(m, f"map {n}", ax=axes[1, n + 1], cmap="RdBu_r", vmin=-vmax, vmax=vmax)
-    fig.suptitle(f"{f} filters of size {w.shape[2]}×{w.shape[3]}×{w.shape[1]} → "
-                 f"{f} feature maps (filter swatches: grey = 0, colour = weight sign per channel)",
+        viz.show_image(m, f"マップ {n}", ax=axes[1, n + 1], cmap="RdBu_r", vmin=-vmax, vmax=vmax)
+    fig.suptitle(f"大きさ {w.shape[2]}×{w.shape[3]}×{w.shape[1]} のフィルタ {f} 枚 → "
+                 f"特徴マップ {f} 枚（フィルタの色見本: 灰色 = 0、色 = チャネルごとの重みの符号）",
                  fontsize=10)
     fig.tight_layout(h_pad=1.5)
     return fig
 
 
+LINE_LABELS = {"vertical edge": "縦のエッジ", "horizontal edge": "横のエッジ",
+               "vertical line": "縦の線", "horizontal line": "横の線",
+               "diagonal line \\": "斜めの線 \\", "diagonal line /": "斜めの線 /"}
+
+
 def edge_and_line_filters() -> tuple[np.ndarray, list[str]]:
-    """Six 3×3 filters that respond to edges and thin lines, as ``w`` (6, 1, 3, 3) and names."""
+    """Six 3×3 filters that respond to edges and thin lines, as ``w`` (6, 1, 3, 3) and names
+    (English keys; ``show_edges_and_lines`` draws them as the Japanese ``LINE_LABELS``)."""
     h_line = np.array([[-1.0, -1, -1], [2, 2, 2], [-1, -1, -1]])
     diag = np.array([[2.0, -1, -1], [-1, 2, -1], [-1, -1, 2]])
     filters = [(make_filter("sobel x", 3), "vertical edge"),
@@ -357,12 +283,12 @@ def show_edges_and_lines(img: np.ndarray, w: np.ndarray, names: list[str],
     fig, axes = plt.subplots(2, f + 1, figsize=(2.1 * (f + 1), 4.6),
                              gridspec_kw={"height_ratios": [1, 2]})
     axes[0, 0].set_visible(False)
-    viz.show_image(img, "input", ax=axes[1, 0])
+    viz.show_image(img, "入力", ax=axes[1, 0])
     for n in range(f):
-        viz.show_matrix(w[n, 0], names[n], ax=axes[0, n + 1], cmap="RdBu_r", fontsize=8,
-                        symmetric=True)
-        viz.show_image(np.abs(maps[n]), f"|map {n}|", ax=axes[1, n + 1], cmap="magma")
-    fig.suptitle("first-layer style filters: edges and thin lines light up", fontsize=10)
+        viz.show_matrix(w[n, 0], LINE_LABELS.get(names[n], names[n]), ax=axes[0, n + 1],
+                        cmap="RdBu_r", fontsize=8, symmetric=True)
+        viz.show_image(np.abs(maps[n]), f"|マップ {n}|", ax=axes[1, n + 1], cmap="magma")
+    fig.suptitle("1 層目のようなフィルタ: エッジと細い線が光ります", fontsize=10)
     fig.tight_layout(h_pad=1.5)
     return fig
 
@@ -370,83 +296,83 @@ def show_edges_and_lines(img: np.ndarray, w: np.ndarray, names: list[str],
 # --------------------------------------------------------------------------- exercises
 
 
-def _whole(answer: object) -> object:
-    """15.0 counts as the integer 15; anything else is returned unchanged."""
-    if isinstance(answer, (float, np.floating)) and float(answer).is_integer():
-        return int(answer)
-    return answer
-
-
+@exercise
 def check_output_size(answer: object) -> Feedback:
     """演習 1: H = 32, K = 5, S = 2, P = 1, D = 1 → H_out."""
-    if is_placeholder(answer):
-        return feedback(None)
-    answer = _whole(answer)
+    value, verdict = number_answer(answer)
+    if verdict is not None:
+        return verdict
     expected = conv_output_size(32, 5, stride=2, padding=1)
-    if not isinstance(answer, (int, np.integer)):
-        return feedback(False, f"大きさは整数のはずですが、{answer!r} でした。"
+    if value == 29 / 2 + 1:
+        return feedback(False, "式は小数点以下を切り捨てます（rounds down）: ⌊29/2⌋ = 14")
+    if not value.is_integer():
+        return feedback(False, f"大きさは整数のはずですが、{value:g} でした。"
                                "切り捨て ⌊⌋ を忘れずに（round down）")
-    if answer == expected:
+    if value == expected:
         return feedback(True, f"(32 + 2 − 4 − 1) = 29、⌊29/2⌋ + 1 = {expected}")
-    if answer == 29 / 2 + 1 or answer == 16:
+    if value == 16:
         return feedback(False, "式は小数点以下を切り捨てます（rounds down）: ⌊29/2⌋ = 14")
     return feedback(False, "まず H + 2P − D(K−1) − 1 を計算し、それを S で割って切り捨てます"
                            "（round down）")
 
 
+@exercise
 def check_same_padding(answer: object) -> Feedback:
     """演習 2: K = 5, D = 2, S = 1: which P keeps H_out = H?"""
-    if is_placeholder(answer):
-        return feedback(None)
-    answer = _whole(answer)
-    if not isinstance(answer, (int, np.integer)):
-        return feedback(False, "パディングは画素の数なので整数です（whole number of pixels）。"
-                               f"答えは {answer!r} でした")
-    sizes = [conv_output_size(h, 5, 1, int(answer), 2) if int(answer) >= 0 else -1
-             for h in (16, 17, 32)]
-    if sizes == [16, 17, 32]:
+    value, verdict = number_answer(answer, whole=True)
+    if verdict is not None:
+        return verdict
+    if value < 0:
+        return feedback(False, f"パディングは 0 以上の画素数です（P ≥ 0）。答えは {value} でした")
+    out = 32 + 2 * value - 2 * (5 - 1)  # H + 2P − D(K−1) − 1, divided by S = 1, plus 1
+    if value == 4:
         return feedback(True, "P = D(K−1)/2 = 2·4/2 = 4 なら、どの大きさの入力でも出力の大きさが"
                               "変わりません（keeps every size）")
-    return feedback(False, f"P = {answer} だと、大きさ 32 の入力から大きさ {sizes[2]} の出力が"
+    return feedback(False, f"P = {value} だと、大きさ 32 の入力から大きさ {out} の出力が"
                     "できます。H + 2P − D(K−1) − 1 + 1 = H を P について解きましょう")
 
 
+@exercise
 def check_conv_params(answer: object) -> Feedback:
     """演習 3: 64 filters of 3×3 on a 32-channel input, with biases: how many parameters?"""
-    if is_placeholder(answer):
-        return feedback(None)
+    value, verdict = number_answer(answer, whole=True)
+    if verdict is not None:
+        return verdict
     weights = 64 * 32 * 3 * 3
-    if answer == weights + 64:
+    if value == weights + 64:
         return feedback(True, f"64·(3·3·32 + 1) = {weights + 64}")
-    if answer == weights:
+    if value == weights:
         return feedback(False, "重みの数は合っています。フィルタ 1 枚ごとにバイアスを 1 つ足します"
                                "（one bias per filter）")
-    if answer == 64 * (3 * 3 + 1):
+    if value == 64 * (3 * 3 + 1):
         return feedback(False, "各フィルタは 32 の入力チャネルすべてにかかるので、重みは k×k×C 個"
                                "です（all input channels）")
     return feedback(False, "フィルタ 1 枚あたり重み k·k·C 個とバイアス 1 個、それにフィルタの枚数を"
                            "掛けます")
 
 
+@exercise
 def check_my_conv2d(fn: Callable) -> Feedback:
     """演習 4: ``fn(x, w, stride)`` for x (H, W), w (k, k), no padding → (H_out, W_out)."""
     rng = np.random.default_rng(1)
-    cases = [((5, 5), 3, 1), ((7, 6), 3, 2), ((8, 9), 2, 3), ((4, 4), 4, 1)]
-    for (h, w_), k, s in cases:
+
+    def run_case(case: tuple) -> Feedback | None:
+        (h, w_), k, s = case
         x, w = rng.normal(size=(h, w_)), rng.normal(size=(k, k))
         expected, _ = conv2d_forward(x[None, None], w[None, None], np.zeros(1), stride=s)
-        case = f"x が {h}×{w_}、k = {k}、stride {s} のとき"
-        verdict = compare_student_array(
-            fn, (x, w, s), expected[0, 0], rtol=1e-6, atol=1e-9,
-            shape_message=case + "、出力の形は {want} のはずですが {got} でした（output shape）",
-            value_message=case + "、形は合っていますが値が違います（values differ）。"
+        text = f"x が {h}×{w_}、k = {k}、stride {s} のとき"
+        return compare_student_array(
+            fn, (x.copy(), w.copy(), s), expected[0, 0], rtol=1e-6, atol=1e-9,
+            shape_message=text + "、出力の形は {want} のはずですが {got} でした（output shape）",
+            value_message=text + "、形は合っていますが値が違います（values differ）。"
                                  "ウィンドウは x[i·s : i·s + k, j·s : j·s + k] になっていますか？")
-        if verdict is not None:
-            return verdict
-    return feedback(True, "stride 1〜3 の 4 つのケースすべてで cnnlib.conv.conv2d_forward と"
-                          "一致します")
+
+    return check_cases([((5, 5), 3, 1), ((7, 6), 3, 2), ((8, 9), 2, 3), ((4, 4), 4, 1)],
+                       run_case, "stride 1〜3 の 4 つのケースすべてで "
+                                 "cnnlib.conv.conv2d_forward と一致します")
 
 
+@exercise
 def check_dropped_rows(answer: object) -> Feedback:
     """演習 5 (explain): why does H = 10, K = 3, S = 4 lose rows? Answer "a", "b" or "c"."""
     return check_choice(

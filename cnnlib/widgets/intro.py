@@ -25,14 +25,16 @@ from cnnlib.linear import linear_forward
 from cnnlib.widgets._base import (
     Explorer,
     Feedback,
+    check_cases,
     check_choice,
+    exercise,
     feedback,
     int_slider,
-    is_placeholder,
+    number_answer,
     run_student,
     set_range,
 )
-from cnnlib.widgets.conv import make_filter
+from cnnlib.widgets._images import make_filter
 
 # --------------------------------------------------------------------------- grids
 
@@ -43,17 +45,17 @@ def show_grid_data(size: int = 96) -> Figure:
     grey = sample_image(gray=True, size=size)
     top, left = size // 3, size // 2 - 4
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.8), gridspec_kw={"width_ratios": [1, 1, 1.6]})
-    viz.show_image(img, f"image: {img.shape[0]}×{img.shape[1]} grid × 3 colours", ax=axes[0])
+    viz.show_image(img, f"画像（image）: {img.shape[0]}×{img.shape[1]} の格子 × 3 色", ax=axes[0])
     viz.outline(axes[0], top, left, 8, 8, color="yellow")
-    viz.show_matrix(grey[top:top + 8, left:left + 8], "8×8 pixels (grey, 0–1)", fmt="{:.1f}",
+    viz.show_matrix(grey[top:top + 8, left:left + 8], "8×8 画素（グレー, 0〜1）", fmt="{:.1f}",
                     ax=axes[1], cmap="gray", color=False, fontsize=8)
     t = np.arange(40)  # 40 samples at 8 kHz = 5 ms of a vowel-like sound
     sound = (np.sin(2 * np.pi * 200 * t / 8000) + 0.5 * np.sin(2 * np.pi * 600 * t / 8000)
              + 0.25 * np.sin(2 * np.pi * 1400 * t / 8000))
     axes[2].stem(t, sound)
-    axes[2].set_title("audio: a 1-D grid of samples (8 kHz)", fontsize=10)
-    axes[2].set_xlabel("time step t")
-    axes[2].set_ylabel("amplitude")
+    axes[2].set_title("音声（audio）: サンプルの 1 次元の格子（8 kHz）", fontsize=10)
+    axes[2].set_xlabel("時刻 t（time step）")
+    axes[2].set_ylabel("振幅（amplitude）")
     fig.tight_layout()
     return fig
 
@@ -79,36 +81,38 @@ def param_calculator(h: int = 32, w: int = 32, c: int = 3, hidden: int = 1000, k
     ``result`` holds ``mlp`` and ``conv`` (the dicts of the two count functions) and ``ratio``.
     """
     controls = {
-        "h": int_slider(h, 4, 256, "image height H", continuous=True),
-        "w": int_slider(w, 4, 256, "image width W", continuous=True),
-        "c": int_slider(c, 1, 3, "channels C", continuous=True),
-        "hidden": int_slider(hidden, 10, 4000, "MLP hidden units", step=10, continuous=True),
-        "k": int_slider(k, 1, 11, "filter size k", continuous=True),
-        "filters": int_slider(filters, 1, 512, "number of filters", continuous=True),
+        "h": int_slider(h, 4, 256, "画像の高さ H", continuous=True),
+        "w": int_slider(w, 4, 256, "画像の幅 W", continuous=True),
+        "c": int_slider(c, 1, 3, "チャネル数 C", continuous=True),
+        "hidden": int_slider(hidden, 10, 4000, "MLP の隠れユニット数", step=10, continuous=True),
+        "k": int_slider(k, 1, 11, "フィルタの大きさ k", continuous=True),
+        "filters": int_slider(filters, 1, 512, "フィルタの枚数", continuous=True),
     }
 
     def compute(h: int, w: int, c: int, hidden: int, k: int, filters: int) -> dict:
         mlp, conv = mlp_param_count(h, w, c, hidden), conv_param_count(k, c, filters)
         total_mlp, total_conv = mlp["weights"] + mlp["biases"], conv["weights"] + conv["biases"]
         return {"mlp": mlp, "conv": conv, "ratio": total_mlp / total_conv,
-                "text": (f"MLP: {h}×{w}×{c} = {mlp['inputs']:,} inputs × {hidden:,} units = "
-                         f"{mlp['weights']:,} weights (+ {hidden:,} biases)\n"
-                         f"conv: {k}×{k}×{c} = {conv['per_filter']:,} weights per filter × "
-                         f"{filters} filters = {conv['weights']:,} weights (+ {filters} bias(es))"
-                         f"\nratio: {total_mlp / total_conv:,.0f}× fewer parameters, and the "
-                         "conv count does not depend on H and W")}
+                "text": (f"MLP: {h}×{w}×{c} = {mlp['inputs']:,} 入力 × {hidden:,} ユニット = "
+                         f"重み {mlp['weights']:,} 個（+ バイアス {hidden:,} 個）\n"
+                         f"畳み込み（conv）: {k}×{k}×{c} = フィルタ 1 枚あたり重み "
+                         f"{conv['per_filter']:,} 個 × {filters} 枚 = 重み {conv['weights']:,} 個"
+                         f"（+ バイアス {filters} 個）\n"
+                         f"比: パラメータは {total_mlp / total_conv:,.0f} 分の 1。畳み込みの数は "
+                         "H と W に依存しません")}
 
     def draw(r: dict) -> Figure:
         fig, ax = plt.subplots(figsize=(8, 2.2))
         counts = [r["mlp"]["weights"] + r["mlp"]["biases"],
                   r["conv"]["weights"] + r["conv"]["biases"]]
-        bars = ax.barh(["conv layer", "fully connected"], counts[::-1], color=["C1", "C0"])
+        bars = ax.barh(["畳み込み層（conv）", "全結合層（fully connected）"], counts[::-1],
+                       color=["C1", "C0"])
         ax.set_xscale("log")
         ax.minorticks_off()
         ax.set_xlim(1, 10 ** np.ceil(np.log10(max(counts)) + 1))
         ax.bar_label(bars, labels=[f"{n:,}" for n in counts[::-1]], padding=4)
-        ax.set_xlabel("parameters (log scale)")
-        fig.subplots_adjust(left=0.2, bottom=0.28, top=0.95, right=0.97)
+        ax.set_xlabel("パラメータ数（対数目盛, log scale）")
+        fig.subplots_adjust(left=0.27, bottom=0.28, top=0.95, right=0.97)
         print(r["text"])
         return fig
 
@@ -143,9 +147,9 @@ def receptive_field_explorer(row: int = 40, col: int = 40, k: int = 5) -> Explor
     img = _rgb_photo(FIELD_SIZE)
     h, w = img.shape[:2]
     x = np.ascontiguousarray(img.transpose(2, 0, 1)[None])  # (1, 3, H, W)
-    controls = {"row": int_slider(row, 0, h - 1, "output row"),
-                "col": int_slider(col, 0, w - 1, "output column"),
-                "k": int_slider(k, 3, 9, "filter size k", step=2)}
+    controls = {"row": int_slider(row, 0, h - 1, "出力の行"),
+                "col": int_slider(col, 0, w - 1, "出力の列"),
+                "k": int_slider(k, 3, 9, "フィルタの大きさ k", step=2)}
 
     def compute(row: int, col: int, k: int) -> dict:
         wk = edge_filter_rgb(k).astype(np.float32)
@@ -161,28 +165,30 @@ def receptive_field_explorer(row: int = 40, col: int = 40, k: int = 5) -> Explor
                                               "left": 0.01, "right": 0.99, "top": 0.86,
                                               "bottom": 0.1})
         k, row, col = r["k"], r["row"], r["col"]
-        viz.show_image(img, "fully connected: 1 unit sees all", ax=axes[0])
+        viz.show_image(img, "全結合: 1 ユニットが全体を見る", ax=axes[0])
         viz.outline(axes[0], 0, 0, h, w, color="C0", linewidth=4)
-        axes[0].set_xlabel(f"{h}×{w}×3 = {r['inputs_mlp']:,} weights per unit", fontsize=9)
-        viz.show_image(img, f"conv: 1 output sees {k}×{k}×3", ax=axes[1])
+        axes[0].set_xlabel(f"ユニット 1 つあたり重み {h}×{w}×3 = {r['inputs_mlp']:,} 個",
+                           fontsize=9)
+        viz.show_image(img, f"畳み込み: 1 出力が {k}×{k}×3 を見る", ax=axes[1])
         for dy, dx in ((-30, -25), (20, 25), (30, -30)):  # the same filter elsewhere
             if 0 <= row + dy < h and 0 <= col + dx < w:
                 viz.outline(axes[1], row + dy - k // 2, col + dx - k // 2, k, k, color="orange",
                             linewidth=1.2)
         viz.outline(axes[1], row - k // 2, col - k // 2, k, k, color="red")
-        axes[1].set_xlabel(f"red: this output; orange: the same {k * k * 3} weights", fontsize=9)
+        axes[1].set_xlabel(f"赤: この出力, 橙: 同じ {k * k * 3} 個の重み（weight sharing）",
+                           fontsize=9)
         if k <= 5:
-            viz.show_matrix(r["kernel"][0], "shared weights (R; G, B same)", fmt="{:.2f}",
+            viz.show_matrix(r["kernel"][0], "共有される重み（R; G, B も同じ）", fmt="{:.2f}",
                             ax=axes[2], cmap="RdBu_r", fontsize=8, symmetric=True)
         else:
-            viz.show_image(r["kernel"][0], "shared weights (R; G, B same)", ax=axes[2],
+            viz.show_image(r["kernel"][0], "共有される重み（R; G, B も同じ）", ax=axes[2],
                            cmap="RdBu_r", colorbar=True)
         out = r["out"]
         vmax = float(np.abs(out).max()) or 1.0
-        viz.show_image(out, "output feature map", ax=axes[3], cmap="RdBu_r", vmin=-vmax,
-                       vmax=vmax)
+        viz.show_image(out, "出力の特徴マップ（feature map）", ax=axes[3], cmap="RdBu_r",
+                       vmin=-vmax, vmax=vmax)
         viz.outline(axes[3], row - 1, col - 1, 3, 3, color="black")
-        axes[3].set_xlabel(f"Y({row},{col}) = Σ patch·w = {r['value']:.3f}", fontsize=9)
+        axes[3].set_xlabel(f"Y({row},{col}) = Σ パッチ·w = {r['value']:.3f}", fontsize=9)
         return fig
 
     return Explorer(controls, compute, draw, rows=[["row", "col", "k"]])
@@ -271,8 +277,8 @@ def translation_explorer(dy: int = 0, dx: int = 6) -> Explorer:
     """Move the object; compare the conv feature map and the MLP's hidden response."""
     max_dy = CANVAS[0] - _object().shape[0] - OBJECT_AT[0] - 1
     max_dx = CANVAS[1] - _object().shape[1] - OBJECT_AT[1] - 1
-    controls = {"dy": int_slider(dy, 0, max_dy, "shift down"),
-                "dx": int_slider(dx, 0, max_dx, "shift right")}
+    controls = {"dy": int_slider(dy, 0, max_dy, "下へずらす"),
+                "dx": int_slider(dx, 0, max_dx, "右へずらす")}
 
     def draw(r: dict) -> Figure:
         fig, axes = plt.subplots(2, 3, figsize=(10, 5.6),
@@ -280,17 +286,17 @@ def translation_explorer(dy: int = 0, dx: int = 6) -> Explorer:
                                               "bottom": 0.03, "hspace": 0.25, "wspace": 0.1})
         vmax = float(max(np.abs(r["conv0"]).max(), np.abs(r["conv1"]).max()))
         hmax = float(max(r["mlp0"].max(), r["mlp1"].max())) or 1.0
-        for row, (tag, shift) in enumerate((("0", "input x"),
-                                            ("1", f"shifted by ({r['dy']}, {r['dx']})"))):
+        for row, (tag, shift) in enumerate((("0", "入力 x"),
+                                            ("1", f"({r['dy']}, {r['dx']}) ずらした入力"))):
             viz.show_image(r["x" + tag], shift, ax=axes[row, 0], vmin=0, vmax=1)
-            viz.show_image(r["conv" + tag], "conv feature map", ax=axes[row, 1], cmap="RdBu_r",
+            viz.show_image(r["conv" + tag], "畳み込みの特徴マップ", ax=axes[row, 1], cmap="RdBu_r",
                            vmin=-vmax, vmax=vmax)
-            viz.show_image(r["mlp" + tag].reshape(8, 8), "MLP: 64 hidden units",
+            viz.show_image(r["mlp" + tag].reshape(8, 8), "MLP: 隠れユニット 64 個",
                            ax=axes[row, 2], cmap="viridis", vmin=0, vmax=hmax)
-        print(f"conv: max |conv(shift x) − shift(conv x)| = {r['conv_error']:.2g} "
-              "(the map moves with the object)")
-        print(f"MLP:  correlation of h(x) and h(shift x) = {r['mlp_correlation']:.2f}, "
-              f"relative change {r['mlp_change']:.0%}")
+        print(f"畳み込み: max |conv(shift x) − shift(conv x)| = {r['conv_error']:.2g} "
+              "（特徴マップは物体と一緒に動きます）")
+        print(f"MLP: h(x) と h(shift x) の相関 = {r['mlp_correlation']:.2f}、"
+              f"相対変化 {r['mlp_change']:.0%}")
         return fig
 
     def adapt(c: dict) -> None:
@@ -307,12 +313,12 @@ def show_shift_curves(max_shift: int = 12) -> Figure:
     results = [translation_result(0, int(s)) for s in shifts]
     fig, ax = plt.subplots(figsize=(7, 3.2))
     ax.plot(shifts, [r["conv_correlation"] for r in results], "o-",
-            label="conv: correlation of conv(shift x) with shift(conv x)")
+            label="畳み込み: conv(shift x) と shift(conv x) の相関")
     ax.plot(shifts, [r["mlp_correlation"] for r in results], "s-",
-            label="MLP: correlation with unshifted response")
-    ax.set_xlabel("shift to the right (pixels)")
+            label="MLP: ずらす前の応答との相関")
+    ax.set_xlabel("右へずらした量（画素）")
     ax.set_xticks(shifts)
-    ax.set_ylabel("correlation")
+    ax.set_ylabel("相関（correlation）")
     ax.set_ylim(-0.2, 1.1)
     ax.axhline(0, color="0.7", linewidth=0.8)
     ax.legend(loc="lower left", fontsize=9)
@@ -323,58 +329,68 @@ def show_shift_curves(max_shift: int = 12) -> Figure:
 # --------------------------------------------------------------------------- exercises
 
 
+@exercise
 def check_mlp_weights(answer: object) -> Feedback:
     """演習 1: weights (no biases) of a fully connected layer, 64×64×3 input, 500 units."""
-    if is_placeholder(answer):
-        return feedback(None)
+    value, verdict = number_answer(answer, whole=True)
+    if verdict is not None:
+        return verdict
     expected = 64 * 64 * 3 * 500
-    if answer == expected:
+    if value == expected:
         return feedback(True, f"64·64·3 = 12,288 個の入力（inputs）× 500 = {expected:,}")
-    if answer == expected + 500:
+    if value == expected + 500:
         return feedback(False, "それは 500 個のバイアスも含んだ数です。問われているのは"
                                "重み（weights）だけです")
-    if answer == 64 * 64 * 500:
+    if value == 64 * 64 * 500:
         return feedback(False, "各画素は 3 つの色の値を持つので、C = 3 も掛けます"
                                "（colour channels）")
     return feedback(False, "入力の数 H·W·C を数え、それに隠れ層のユニット数（hidden units）を"
                            "掛けます")
 
 
+@exercise
 def check_conv_params(answer: object) -> Feedback:
     """演習 2: weights + biases of 16 filters of size 5×5 on an RGB image."""
-    if is_placeholder(answer):
-        return feedback(None)
-    if answer == 16 * (5 * 5 * 3 + 1):
+    value, verdict = number_answer(answer, whole=True)
+    if verdict is not None:
+        return verdict
+    if value == 16 * (5 * 5 * 3 + 1):
         return feedback(True, "16·(5·5·3 + 1) = 1,216。画像の大きさには関係ありません"
                               "（whatever the image size）")
-    if answer == 16 * 5 * 5 * 3:
+    if value == 16 * 5 * 5 * 3:
         return feedback(False, "重みの数は合っています。フィルタ 1 枚ごとにバイアスを 1 つ足します"
                                "（one bias per filter）")
-    if answer == 16 * (5 * 5 + 1):
+    if value == 16 * (5 * 5 + 1):
         return feedback(False, "フィルタは C = 3 のチャネルすべてにかかるので、重みは 5×5×3 個です"
                                "（all channels）")
     return feedback(False, "フィルタ 1 枚あたり重み k·k·C 個とバイアス 1 個、それにフィルタの枚数を"
                            "掛けます")
 
 
+@exercise
 def check_shift(fn: Callable) -> Feedback:
     """演習 3: ``fn(x, dy, dx)`` moves a 2-D image down/right, filling with zeros."""
-    if is_placeholder(fn):
-        return feedback(None)
     rng = np.random.default_rng(3)
-    for shape, dy, dx in (((5, 6), 1, 2), ((4, 4), 0, 3), ((6, 5), 2, 0), ((3, 3), 0, 0)):
+
+    def run_case(case: tuple) -> Feedback | None:
+        shape, dy, dx = case
         x = rng.normal(size=shape)
         got, verdict = run_student(fn, x.copy(), dy, dx)
         if verdict is not None:
             return verdict
-        expected = shift_image(x, dy, dx)
         if got.shape != x.shape:
             return feedback(False, f"結果は入力と同じ形 {x.shape} のはずですが、{got.shape} でした")
-        if not np.allclose(got, expected):
+        if not np.allclose(got, shift_image(x, dy, dx)):
             hint = ("。np.roll は、はみ出た分が反対側に回り込みます（wraps around）。"
                     "空いた端は 0 で埋めます") if np.allclose(
                 got, np.roll(x, (dy, dx), axis=(0, 1))) else ""
             return feedback(False, f"{shape} の画像を ({dy}, {dx}) ずらした結果が違います{hint}")
+        return None
+
+    verdict = check_cases([((5, 6), 1, 2), ((4, 4), 0, 3), ((6, 5), 2, 0), ((3, 3), 0, 0)],
+                          run_case, None)
+    if verdict is not None:
+        return verdict
     x = place_object(0, 0)
     got, verdict = run_student(fn, x.copy(), 2, 3)
     if verdict is not None:
@@ -386,6 +402,7 @@ def check_shift(fn: Callable) -> Feedback:
                           f"{equal} です")
 
 
+@exercise
 def check_why_equivariant(answer: object) -> Feedback:
     """演習 4 (explain): why does the conv map move with the input? Answer "a", "b" or "c"."""
     return check_choice(

@@ -30,14 +30,18 @@ from cnnlib.optim import SGD
 from cnnlib.widgets._base import (
     Explorer,
     Feedback,
+    array_answer,
+    check_cases,
     check_choice,
     compare_student_array,
     dropdown,
+    exercise,
     feedback,
     float_slider,
     int_slider,
     is_placeholder,
     number_answer,
+    numbers_answer,
 )
 
 CHANNELS = ("R", "G", "B")
@@ -95,11 +99,10 @@ def plot_bn_histograms(x: np.ndarray, steps: dict, channel: int, gamma: float, b
     """Histograms of one channel: x with μ ± σ, x̂, and y = γ·x̂ + β."""
     c = channel
     mu, sd = steps["mu"][c], np.sqrt(steps["var"][c])
-    panels = [(x[:, c], f"x (channel {_channel_names(x.shape[1])[c]}): mu={mu:.3f}, "
-                        f"sigma^2={steps['var'][c]:.4f}", "tab:gray"),
-              (steps["x_hat"][:, c], f"x_hat = (x - mu)/sqrt(sigma^2 + eps), eps={eps:.1e}",
-               "tab:blue"),
-              (steps["y"][:, c], f"y = {gamma:.2f} * x_hat + {beta:.2f}", "tab:green")]
+    panels = [(x[:, c], f"x（チャネル {_channel_names(x.shape[1])[c]}）: μ = {mu:.3f}, "
+                        f"σ² = {steps['var'][c]:.4f}", "tab:gray"),
+              (steps["x_hat"][:, c], f"x_hat = (x − μ)/√(σ² + ε), ε = {eps:.1e}", "tab:blue"),
+              (steps["y"][:, c], f"y = {gamma:.2f}·x_hat + {beta:.2f}", "tab:green")]
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
     for ax, (values, title, colour) in zip(axes, panels, strict=True):
         v = values.ravel()
@@ -108,7 +111,7 @@ def plot_bn_histograms(x: np.ndarray, steps: dict, channel: int, gamma: float, b
         ax.axvline(v.mean() - v.std(), color="k", lw=1, ls="--")
         ax.axvline(v.mean() + v.std(), color="k", lw=1, ls="--")
         ax.set_title(title, fontsize=9)
-        ax.set_xlabel(f"mean {v.mean():.3f}, std {v.std():.3f}")
+        ax.set_xlabel(f"平均（mean） {v.mean():.3f}, 標準偏差（std） {v.std():.3f}")
     axes[0].axvspan(mu - sd, mu + sd, color="tab:orange", alpha=0.15)
     fig.tight_layout()
     return fig
@@ -122,13 +125,13 @@ def bn_explorer(x: np.ndarray) -> Explorer:
     """
     x = np.asarray(x, dtype=np.float64)
     names = _channel_names(x.shape[1])
-    controls = {"gamma": float_slider(1.0, -2.0, 3.0, "gamma", step=0.05),
-                "beta": float_slider(0.0, -2.0, 2.0, "beta", step=0.05),
+    controls = {"gamma": float_slider(1.0, -2.0, 3.0, "γ（gamma）", step=0.05),
+                "beta": float_slider(0.0, -2.0, 2.0, "β（beta）", step=0.05),
                 "eps": widgets.FloatLogSlider(value=1e-5, base=10, min=-8, max=1, step=0.25,
-                                              description="eps", readout_format=".1e",
+                                              description="ε（eps）", readout_format=".1e",
                                               continuous_update=False,
                                               style={"description_width": "initial"}),
-                "channel": dropdown(names, names[0], "channel")}
+                "channel": dropdown(names, names[0], "チャネル")}
 
     def compute(gamma: float, beta: float, eps: float, channel: str) -> dict:
         c = names.index(channel)
@@ -179,13 +182,13 @@ def plot_running_stats(r: dict) -> Figure:
         a.axhline(r["population_mean"][c], color=colour, ls="--", lw=1)
         b.plot(r["running_var"][:, c], color=colour, label=f"running_var[{CHANNELS[c]}]")
         b.axhline(r["population_var"][c], color=colour, ls="--", lw=1)
-    a.set_title(f"momentum {r['momentum']:g}, batch size {r['batch_size']} "
-                "(dashed: all crops)", fontsize=10)
-    b.set_title("running_var starts at 1, running_mean at 0 (PyTorch's defaults)",
+    a.set_title(f"モーメンタム {r['momentum']:g}, バッチサイズ {r['batch_size']}"
+                "（破線: 切り抜き全体）", fontsize=10)
+    b.set_title("running_var は 1、running_mean は 0 から始まります（PyTorch の既定値）",
                 fontsize=10)
     b.set_yscale("log")
     for ax in (a, b):
-        ax.set_xlabel("training step")
+        ax.set_xlabel("学習ステップ（step）")
         ax.legend(fontsize=8)
         ax.grid(True, alpha=0.3)
     fig.tight_layout()
@@ -195,9 +198,9 @@ def plot_running_stats(r: dict) -> Figure:
 def running_stats_explorer() -> Explorer:
     """Momentum and batch-size sliders for ``running_stats``; ``result['gap']`` is the final
     largest distance of the running mean from the population mean."""
-    controls = {"momentum": float_slider(0.1, 0.01, 1.0, "momentum", step=0.01),
-                "batch_size": int_slider(8, 2, 64, "batch size"),
-                "steps": int_slider(60, 5, 200, "steps")}
+    controls = {"momentum": float_slider(0.1, 0.01, 1.0, "モーメンタム", step=0.01),
+                "batch_size": int_slider(8, 2, 64, "バッチサイズ"),
+                "steps": int_slider(60, 5, 200, "ステップ数")}
 
     def compute(momentum: float, batch_size: int, steps: int) -> dict:
         r = running_stats(steps, batch_size, momentum)
@@ -223,7 +226,8 @@ def _normalize(method: str, x: np.ndarray, groups: int) -> np.ndarray:
         return norm.layer_norm_forward(x, gamma, beta)[0]
     if method == "GroupNorm":
         return norm.group_norm_forward(x, gamma, beta, groups)[0]
-    raise ValueError(f"unknown method {method!r}; choose one of {', '.join(NORMS)}")
+    raise ValueError(f"正規化 {method!r} はありません（unknown method）。"
+                     f"次から選んでください: {', '.join(NORMS)}")
 
 
 def stat_mask(method: str, shape: tuple[int, int, int, int], n: int, c: int,
@@ -235,8 +239,8 @@ def stat_mask(method: str, shape: tuple[int, int, int, int], n: int, c: int,
     """
     C = shape[1]
     if method == "GroupNorm" and C % groups != 0:
-        raise ValueError(f"C={C} channels cannot be split into {groups} groups; "
-                         f"choose groups that divide {C}")
+        raise ValueError(f"C = {C} チャネルは {groups} グループに分けられません"
+                         f"（cannot be split）。{C} を割り切るグループ数を選んでください")
     x = np.random.default_rng(0).standard_normal(shape)
     before = _normalize(method, x, groups)
     x[n, c, 0, 0] += 0.5
@@ -298,8 +302,8 @@ def plot_norm_axes(mask: np.ndarray, ids: np.ndarray, title: str) -> Figure:
     ax.tick_params(length=0)
     for side in ax.spines.values():
         side.set_visible(False)
-    ax.set_xlabel(f"channels C (each tile is one H×W = {H}×{W} feature map)")
-    ax.set_ylabel("samples N")
+    ax.set_xlabel(f"チャネル C（1 つのタイルが H×W = {H}×{W} の特徴マップ 1 枚）")
+    ax.set_ylabel("サンプル N")
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig
@@ -312,10 +316,10 @@ def norm_axes_explorer(shape: tuple[int, int, int, int] = (4, 6, 3, 3)) -> Explo
     (how many means the layer computes) and ``agrees`` (mask equals the definition).
     """
     N, C = shape[:2]
-    controls = {"method": dropdown(NORMS, "BatchNorm", "normalization"),
-                "groups": int_slider(2, 1, C, "groups G (GroupNorm)"),
-                "n": int_slider(0, 0, N - 1, "sample n"),
-                "c": int_slider(0, 0, C - 1, "channel c")}
+    controls = {"method": dropdown(NORMS, "BatchNorm", "正規化（normalization）"),
+                "groups": int_slider(2, 1, C, "グループ数 G（GroupNorm）"),
+                "n": int_slider(0, 0, N - 1, "サンプル n"),
+                "c": int_slider(0, 0, C - 1, "チャネル c")}
 
     def adapt(ctrl: dict) -> None:
         ctrl["groups"].disabled = ctrl["method"].value != "GroupNorm"
@@ -324,13 +328,13 @@ def norm_axes_explorer(shape: tuple[int, int, int, int] = (4, 6, 3, 3)) -> Explo
         mask = stat_mask(method, shape, n, c, groups)
         ids = _set_ids(method, shape, groups if method == "GroupNorm" else 1)
         axes = {"BatchNorm": "(N, H, W)", "LayerNorm": "(C, H, W)",
-                "GroupNorm": f"(C/G = {C // groups} channels, H, W)"}[method]
+                "GroupNorm": f"(C/G = {C // groups} チャネル, H, W)"}[method]
         return {"method": method, "groups": groups, "mask": mask, "ids": ids,
                 "count": int(mask.sum()), "sets": len(np.unique(ids)),
                 "agrees": bool(np.array_equal(
                     mask, stat_mask_by_definition(method, shape, n, c, groups))),
-                "title": f"{method}: one mean over {axes} = {int(mask.sum())} values; "
-                         f"{len(np.unique(ids))} means in all"}
+                "title": f"{method}: 1 つの平均は {axes} の {int(mask.sum())} 個の値から。"
+                         f"平均は全部で {len(np.unique(ids))} 個"}
 
     def draw(r: dict) -> Figure:
         return plot_norm_axes(r["mask"], r["ids"], r["title"])
@@ -376,22 +380,22 @@ def plot_small_batch(r: dict) -> Figure:
     fig, axes = plt.subplots(1, 6, figsize=(15, 2.9),
                              gridspec_kw={"width_ratios": [1, 1, 1, 1, 1, 1.6]})
     axes[0].imshow(np.clip(r["target"].transpose(1, 2, 0), 0, 1))
-    axes[0].set_title("crop 0", fontsize=9)
+    axes[0].set_title("切り抜き 0", fontsize=9)
     vmax = max(float(np.abs(e).max()) for e in [*r["bn_examples"], r["gn_example"]])
     for k, e in enumerate(r["bn_examples"]):
         axes[1 + k].imshow(e, cmap="RdBu_r", vmin=-vmax, vmax=vmax)
-        axes[1 + k].set_title(f"BN, partners #{k + 1}\nmean {e.mean():+.2f}", fontsize=9)
+        axes[1 + k].set_title(f"BN, 相手 #{k + 1}\n平均 {e.mean():+.2f}", fontsize=9)
     axes[4].imshow(r["gn_example"], cmap="RdBu_r", vmin=-vmax, vmax=vmax)
-    axes[4].set_title(f"GN, any partners\nmean {r['gn_example'].mean():+.2f}", fontsize=9)
+    axes[4].set_title(f"GN, 相手は何でも\n平均 {r['gn_example'].mean():+.2f}", fontsize=9)
     for ax in axes[:5]:
         ax.set_xticks([])
         ax.set_yticks([])
     ax = axes[5]
-    ax.plot(r["bn_means"], "o", ms=3, label=f"BN (std {r['bn_spread']:.2f})")
-    ax.plot(r["gn_means"], "s", ms=3, label=f"GN (std {r['gn_spread']:.1e})")
-    ax.set_xlabel("trial (new random partners)")
-    ax.set_ylabel("mean of crop 0's output (R)")
-    ax.set_title(f"batch size {r['batch_size']}", fontsize=9)
+    ax.plot(r["bn_means"], "o", ms=3, label=f"BN（標準偏差 {r['bn_spread']:.2f}）")
+    ax.plot(r["gn_means"], "s", ms=3, label=f"GN（標準偏差 {r['gn_spread']:.1e}）")
+    ax.set_xlabel("試行（毎回ランダムな相手）")
+    ax.set_ylabel("切り抜き 0 の出力の平均（R）")
+    ax.set_title(f"バッチサイズ {r['batch_size']}", fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
@@ -399,7 +403,7 @@ def plot_small_batch(r: dict) -> Figure:
 
 def small_batch_explorer() -> Explorer:
     """A batch-size slider: how much crop 0's BN output depends on its partners, vs. GN."""
-    controls = {"batch_size": int_slider(2, 2, 64, "batch size")}
+    controls = {"batch_size": int_slider(2, 2, 64, "バッチサイズ")}
     return Explorer(controls, small_batch, plot_small_batch)
 
 
@@ -467,12 +471,12 @@ def plot_bn_experiment(histories: dict) -> Figure:
             losses = histories[(lr, with_bn)]
             ax.plot(losses, color=colour, alpha=0.25, lw=0.8)
             ax.plot(smooth(losses), color=colour, lw=2,
-                    label=("with BN" if with_bn else "without BN") +
-                    f" (last 20: {losses[-20:].mean():.2f})")
-        ax.axhline(np.log(5), color="k", ls=":", lw=1, label="ln 5 (random guess)")
-        ax.set_title(f"SGD lr = {lr:g}, momentum 0.9", fontsize=10)
-        ax.set_xlabel("step")
-        ax.set_ylabel("training loss")
+                    label=("BN あり" if with_bn else "BN なし") +
+                    f"（最後の 20 ステップ: {losses[-20:].mean():.2f}）")
+        ax.axhline(np.log(5), color="k", ls=":", lw=1, label="ln 5（当て推量, random guess）")
+        ax.set_title(f"SGD 学習率 lr = {lr:g}, モーメンタム 0.9", fontsize=10)
+        ax.set_xlabel("ステップ（step）")
+        ax.set_ylabel("学習データの損失（training loss）")
         ax.set_ylim(0, 2.6)
         ax.legend(fontsize=8)
         ax.grid(True, alpha=0.3)
@@ -485,50 +489,53 @@ def plot_bn_experiment(histories: dict) -> Figure:
 EXERCISE_X = np.array([2.0, 4.0, 6.0, 8.0])  # one channel's values in a mini-batch
 
 
+@exercise
 def check_bn_by_hand(answer: object) -> Feedback:
     """Exercise 1: (μ, σ², x̂) of ``EXERCISE_X`` with ε = 0 (σ² biased, divide by 4)."""
     if is_placeholder(answer):
         return feedback(None)
     mu, var = EXERCISE_X.mean(), EXERCISE_X.var()
     x_hat = (EXERCISE_X - mu) / np.sqrt(var)
-    try:
-        got_mu, got_var, got_hat = answer  # type: ignore[misc]
-        got_mu, got_var = float(got_mu), float(got_var)
-        got_hat = np.asarray(got_hat, dtype=np.float64)
-    except (TypeError, ValueError):
-        return feedback(False, "(mu, var, x_hat) の 3 つを組にして答えてください。")
+    if not isinstance(answer, (tuple, list)) or len(answer) != 3:
+        return feedback(False, "(mu, var, x_hat) の 3 つを組（tuple）にして答えてください。")
+    numbers, verdict = numbers_answer(answer[:2], ("mu", "var"))
+    if verdict is not None:
+        return verdict
+    got_mu, got_var = numbers
+    got_hat, verdict = array_answer(answer[2], x_hat.shape, "x_hat")
+    if verdict is not None:
+        return verdict
     if not np.isclose(got_mu, mu):
         return feedback(False, f"mu が違います（{got_mu:g}）。4 つの値の平均です。")
     if np.isclose(got_var, EXERCISE_X.var(ddof=1)):
         return feedback(False, "それは N − 1 で割った分散です。BN は N で割ります（biased）。")
     if not np.isclose(got_var, var):
         return feedback(False, f"var が違います（{got_var:g}）。(x − mu)² の平均です。")
-    if got_hat.shape != x_hat.shape or not np.allclose(got_hat, x_hat, atol=1e-3):
+    if not np.allclose(got_hat, x_hat, atol=1e-3):
         return feedback(False, "x_hat が違います。(x − mu) / sqrt(var) を 4 つとも計算しましょう。")
     return feedback(True, f"mu = {mu:g}, var = {var:g}, x_hat ≈ {np.round(x_hat, 3)}")
 
 
+@exercise
 def check_batch_norm(fn: Callable) -> Feedback:
     """Exercise 2: ``fn(x, gamma, beta, eps)`` = training-mode batch norm, vs. cnnlib's."""
-    if is_placeholder(fn):
-        return feedback(None)
-    if not callable(fn):
-        return feedback(False, "関数 my_batch_norm(x, gamma, beta, eps) を渡してください。")
     rng = np.random.default_rng(3)
-    for shape in ((4, 3, 5, 5), (2, 2, 3, 4), (1, 4, 6, 6)):
+
+    def run_case(shape: tuple) -> Feedback | None:
         x = rng.normal(2.0, 3.0, shape)
         gamma, beta = rng.standard_normal(shape[1]), rng.standard_normal(shape[1])
         want = norm.batch_norm_forward(x, gamma, beta, 1e-5)[0]
-        verdict = compare_student_array(
+        return compare_student_array(
             fn, (x.copy(), gamma.copy(), beta.copy(), 1e-5), want, rtol=1e-6, atol=1e-8,
             shape_message="出力の形は x と同じ {want} のはずですが {got} でした。",
             value_message=f"形 {shape} で値が一致しません。平均と分散を取る軸は"
                           "チャネルごとに (N, H, W)、つまり axis=(0, 2, 3) です。")
-        if verdict is not None:
-            return verdict
-    return feedback(True, "チャネルごとに (N, H, W) で平均と分散を取り、γ, β で戻します。")
+
+    return check_cases([(4, 3, 5, 5), (2, 2, 3, 4), (1, 4, 6, 6)], run_case,
+                       "チャネルごとに (N, H, W) で平均と分散を取り、γ, β で戻します。")
 
 
+@exercise
 def check_gn_count(answer: object) -> Feedback:
     """Exercise 3: how many values share one mean in GroupNorm with N=8, C=32, H=W=16, G=4."""
     value, verdict = number_answer(answer, whole=True)
@@ -544,6 +551,7 @@ def check_gn_count(answer: object) -> Feedback:
     return feedback(False, "1 つのグループには C/G 枚の H×W の特徴マップがあります。")
 
 
+@exercise
 def check_batch_of_two(answer: object) -> Feedback:
     """Exercise 4 (explain): BN in training mode on N = 2 samples with H = W = 1.
 

@@ -35,7 +35,16 @@ from cnnlib.layers import (
 from cnnlib.losses import softmax_cross_entropy
 from cnnlib.optim import SGD
 from cnnlib.train import History, shape_trace
-from cnnlib.widgets._base import Feedback, feedback, is_placeholder
+from cnnlib.widgets._base import (
+    Feedback,
+    array_answer,
+    call_student,
+    check_choice,
+    exercise,
+    feedback,
+    number_answer,
+    numbers_answer,
+)
 
 BLOCK_COLOURS = {"Conv2d": "#4C72B0", "MaxPool2d": "#DD8452", "AvgPool2d": "#DD8452",
                  "BatchNorm2d": "#8172B3", "Linear": "#55A868", "Flatten": "#937860",
@@ -82,12 +91,12 @@ def show_shape_trace(model: Sequential, input_shape: Sequence[int]) -> Figure:
         if k < n - 1:
             ax.annotate("", xy=(k + 1.08, 0.8), xytext=(k + 0.92, 0.8),
                         arrowprops={"arrowstyle": "->", "color": "0.3"})
-    ax.text(-0.05, 0.12, "shape", ha="right", va="center", fontsize=8)
-    ax.text(-0.05, -0.18, "params", ha="right", va="center", fontsize=8, color="0.35")
+    ax.text(-0.05, 0.12, "形（shape）", ha="right", va="center", fontsize=8)
+    ax.text(-0.05, -0.18, "パラメータ数", ha="right", va="center", fontsize=8, color="0.35")
     total = sum(counts)
-    ax.set_title(f"shape trace (C×H×W per sample; the lecture writes H×W×C) — "
-                 f"{total:,} parameters", fontsize=10)
-    ax.set_xlim(-0.7, n)
+    ax.set_title(f"形の追跡（1 サンプルあたり C×H×W。講義では H×W×C と書きます）— "
+                 f"パラメータ {total:,} 個", fontsize=10)
+    ax.set_xlim(-1.1, n)
     ax.set_ylim(-0.35, 1.35)
     ax.axis("off")
     fig.tight_layout()
@@ -102,19 +111,19 @@ def _draw_history(axes: Sequence[plt.Axes], history: History, epochs: int | None
     for ax in axes:
         ax.clear()
         ax.grid(alpha=0.3)
-        ax.set_xlabel("epoch")
+        ax.set_xlabel("エポック（epoch）")
     done = np.arange(1, history.epochs + 1)
     ax_loss.plot(history.step_t, history.step_loss, color="C0", alpha=0.5, lw=1,
-                 label="train (recent batches)")
-    ax_loss.plot(done, history.test_loss, "o-", color="C1", label="test")
+                 label="学習データ（直近のバッチ）")
+    ax_loss.plot(done, history.test_loss, "o-", color="C1", label="テストデータ")
     ax_acc.plot(history.step_t, history.step_acc, color="C0", alpha=0.5, lw=1,
-                label="train (recent batches)")
-    ax_acc.plot(done, history.test_acc, "o-", color="C1", label="test")
+                label="学習データ（直近のバッチ）")
+    ax_acc.plot(done, history.test_acc, "o-", color="C1", label="テストデータ")
     if history.epochs:
         ax_acc.annotate(f"{history.test_acc[-1]:.3f}", (done[-1], history.test_acc[-1]),
                         textcoords="offset points", xytext=(-10, -14), fontsize=9, color="C1")
-    ax_loss.set_ylabel("cross-entropy loss")
-    ax_acc.set_ylabel("accuracy")
+    ax_loss.set_ylabel("交差エントロピー損失（loss）")
+    ax_acc.set_ylabel("正解率（accuracy）")
     if epochs:
         for ax in axes:
             ax.set_xlim(0, epochs + 0.05)
@@ -173,7 +182,7 @@ def show_confusion(cm: np.ndarray, class_names: Sequence[str]) -> Figure:
     cm = np.asarray(cm)
     k = len(class_names)
     if cm.shape != (k, k):
-        raise ValueError(f"cm has shape {cm.shape} but there are {k} class names")
+        raise ValueError(f"cm の形は {cm.shape} ですが、クラス名は {k} 個です")
     fig, ax = plt.subplots(figsize=(0.55 * k + 2.6, 0.55 * k + 1.8))
     im = ax.imshow(cm, cmap="Blues")
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
@@ -183,9 +192,10 @@ def show_confusion(cm: np.ndarray, class_names: Sequence[str]) -> Figure:
                     color="white" if cm[t, p] > cm.max() / 2 else "black")
     ax.set_xticks(range(k), class_names, rotation=60, ha="right", fontsize=8)
     ax.set_yticks(range(k), class_names, fontsize=8)
-    ax.set_xlabel("predicted class")
-    ax.set_ylabel("true class")
-    ax.set_title(f"confusion matrix (accuracy {np.trace(cm) / cm.sum():.3f})", fontsize=10)
+    ax.set_xlabel("予測したクラス（predicted）")
+    ax.set_ylabel("正しいクラス（true）")
+    ax.set_title(f"混同行列（confusion matrix）: 正解率 {np.trace(cm) / cm.sum():.3f}",
+                 fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -196,7 +206,8 @@ def show_confused_examples(images: np.ndarray, labels: np.ndarray, predictions: 
     """One row per ``(true, predicted, count)`` pair: up to ``n`` test images of class
     ``true`` that the model called ``predicted``. images (N, C, H, W)."""
     if not pairs:
-        raise ValueError("no confused pairs to show (is the model perfect on this data?)")
+        raise ValueError("取り違えた組がありません（no confused pairs）。"
+                         "このデータではモデルが全問正解しています")
     fig, axes = plt.subplots(len(pairs), n, figsize=(1.3 * n + 1.6, 1.45 * len(pairs)),
                              squeeze=False)
     for row, (t, p, count) in enumerate(pairs):
@@ -209,7 +220,7 @@ def show_confused_examples(images: np.ndarray, labels: np.ndarray, predictions: 
         axes[row, 0].text(-0.15, 0.5, f"{class_names[t]}\n→ {class_names[p]}\n({count}×)",
                           transform=axes[row, 0].transAxes, ha="right", va="center",
                           fontsize=8)
-    fig.suptitle("most confused pairs: true → predicted", fontsize=10)
+    fig.suptitle("よく取り違える組: 正しいクラス → 予測したクラス", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -221,8 +232,8 @@ def show_predictions(images: np.ndarray, probs: np.ndarray, labels: np.ndarray,
     (K, n_classes), labels (K,)."""
     k = len(images)
     if probs.shape != (k, len(class_names)) or len(labels) != k:
-        raise ValueError(f"expected probs of shape ({k}, {len(class_names)}) and {k} labels, "
-                         f"got {probs.shape} and {len(labels)}")
+        raise ValueError(f"probs の形は ({k}, {len(class_names)})、ラベルは {k} 個のはずですが、"
+                         f"{probs.shape} と {len(labels)} 個でした")
     fig, axes = plt.subplots(k, 2, figsize=(6.4, 1.25 * k + 0.4), squeeze=False,
                              gridspec_kw={"width_ratios": [1, 2.6]})
     for row in range(k):
@@ -239,7 +250,7 @@ def show_predictions(images: np.ndarray, probs: np.ndarray, labels: np.ndarray,
         ax_bar.invert_yaxis()
         ax_bar.tick_params(axis="x", labelsize=7)
         ax_bar.set_title(f"p({class_names[guess]}) = {probs[row, guess]:.2f}", fontsize=8)
-    axes[-1, 1].set_xlabel("softmax probability")
+    axes[-1, 1].set_xlabel("ソフトマックスの確率（softmax）")
     fig.tight_layout()
     return fig
 
@@ -247,13 +258,13 @@ def show_predictions(images: np.ndarray, probs: np.ndarray, labels: np.ndarray,
 # --------------------------------------------------------------------------- what was learned
 
 
-def show_filters(w: np.ndarray, title: str = "first-layer filters") -> Figure:
+def show_filters(w: np.ndarray, title: str = "1 層目のフィルタ") -> Figure:
     """Filters w (F, C, KH, KW) as small images, each on its own scale centred on 0 (so the
     pattern of a weak filter is visible too): as RGB 0.5 + w / (2·max|w|) when C = 3 (grey
     means 0), otherwise the first channel with a blue-white-red scale."""
     w = np.asarray(w, dtype=np.float64)
     if w.ndim != 4:
-        raise ValueError(f"w must be (F, C, KH, KW), got shape {w.shape}")
+        raise ValueError(f"w の形は (F, C, KH, KW) です。{w.shape} でした")
     f, c = w.shape[:2]
     fig, axes = viz.image_grid(f, min(f, 8), size=1.2, suptitle=title)
     for k, ax in enumerate(axes):
@@ -272,7 +283,7 @@ def feature_maps_by_depth(model: Sequential, image: np.ndarray) -> list[tuple[st
     ReLU and pooling layer: a list of ``(label, maps (C_k, H_k, W_k))``, shallow to deep."""
     image = np.asarray(image, dtype=np.float32)
     if image.ndim != 3:
-        raise ValueError(f"image must be (C, H, W), got shape {image.shape}")
+        raise ValueError(f"image の形は (C, H, W) です。{image.shape} でした")
     was_training = model.training
     model.eval()
     maps = []
@@ -295,14 +306,14 @@ def show_feature_maps_by_depth(model: Sequential, image: np.ndarray, n_maps: int
     fig, axes = plt.subplots(rows, n_maps, figsize=(1.5 * n_maps, 1.6 * rows), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
-    viz.show_image(image, "input", ax=axes[0, 0])
+    viz.show_image(image, "入力", ax=axes[0, 0])
     for row, (_, maps) in enumerate(depths, start=1):
         strongest = np.argsort(-maps.mean(axis=(1, 2)), kind="stable")[:n_maps]
         for col, ch in enumerate(strongest):
-            viz.show_image(maps[ch], f"ch {ch}", ax=axes[row, col], cmap="magma")
-        axes[row, 0].text(-0.2, 0.5, f"block {row}\n{_shape_text(maps.shape)}",
+            viz.show_image(maps[ch], f"チャネル {ch}", ax=axes[row, col], cmap="magma")
+        axes[row, 0].text(-0.2, 0.5, f"ブロック {row}\n{_shape_text(maps.shape)}",
                           transform=axes[row, 0].transAxes, ha="right", va="center", fontsize=8)
-    fig.suptitle("feature maps after each ReLU (brighter = stronger response)", fontsize=10)
+    fig.suptitle("各 ReLU のあとの特徴マップ（明るいほど強い応答）", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -310,55 +321,60 @@ def show_feature_maps_by_depth(model: Sequential, image: np.ndarray, n_maps: int
 # --------------------------------------------------------------------------- exercises
 
 
+@exercise
 def check_block_shape(answer: object) -> Feedback:
     """演習 1: 32×32×3 → Conv2d(3, 8, 5) (stride 1, no padding) → MaxPool2d(2): shape (C, H, W)?"""
-    if is_placeholder(answer):
-        return feedback(None)
-    try:
-        got = tuple(int(v) for v in answer)
-    except (TypeError, ValueError):
-        return feedback(False, f"answer with a tuple (C, H, W), got {answer!r}")
+    got, verdict = numbers_answer(answer, ("C", "H", "W"), whole=True)
+    if verdict is not None:
+        return verdict
     if got == (8, 14, 14):
-        return feedback(True, "conv: 32 − 5 + 1 = 28, pool: 28 / 2 = 14, and 8 filters → 8 "
-                        "channels")
+        return feedback(True, "畳み込み（conv）: 32 − 5 + 1 = 28、プーリング（pool）: 28 / 2 = 14。"
+                              "フィルタが 8 枚なのでチャネルは 8")
     if got == (14, 14, 8):
-        return feedback(False, "the numbers are right; write them in the order (C, H, W)")
+        return feedback(False, "数は合っています。(C, H, W) の順（order）に並べてください")
     if got in ((8, 28, 28), (8, 16, 16)):
-        return feedback(False, "check each step: no padding means H − K + 1, then the pool "
-                        "halves it")
-    return feedback(False, "the channels come from the number of filters; H from "
-                    "(H + 2P − K) / S + 1, then the pool")
+        return feedback(False, "1 段ずつ確かめましょう: パディングなしなら H − K + 1、"
+                               "それをプーリングで半分にします")
+    return feedback(False, "チャネル数はフィルタの枚数で決まります。H は (H + 2P − K) / S + 1、"
+                           "そのあとプーリング")
 
 
+@exercise
 def check_mlp_params(answer: object) -> Feedback:
     """演習 2: the lecture's MLP: a flattened 32×32×3 image into 1000 neurons, weights + biases."""
-    if is_placeholder(answer):
-        return feedback(None)
+    value, verdict = number_answer(answer, whole=True)
+    if verdict is not None:
+        return verdict
     weights = 32 * 32 * 3 * 1000
-    if answer == weights + 1000:
-        return feedback(True, f"3072·1000 + 1000 = {weights + 1000:,}: the lecture's "
-                        "\u201c300万\u201d plus one bias per neuron")
-    if answer == weights:
-        return feedback(False, "the weights are right (the lecture's 300万); add the biases")
-    return feedback(False, "flatten first: 32·32·3 = 3072 inputs, each connected to all 1000 "
-                    "neurons")
+    if value == weights + 1000:
+        return feedback(True, f"3072·1000 + 1000 = {weights + 1000:,}。講義の「300万」"
+                              "（正確には 3,072,000）に、ニューロン 1 つにつき 1 つのバイアスを"
+                              "足した数です")
+    if value == weights:
+        return feedback(False, "重みの数は合っています（講義の 300万）。バイアス（biases）を"
+                               "足しましょう")
+    return feedback(False, "まずフラット化（flatten）します: 32·32·3 = 3072 個の入力が、"
+                           "1000 個のニューロンすべてにつながります")
 
 
+@exercise
 def check_cnn_params(answer: object) -> Feedback:
     """演習 3: parameters of ``make_cnn(3, 5, 32)`` (the shapes network), counted by hand."""
-    if is_placeholder(answer):
-        return feedback(None)
+    value, verdict = number_answer(answer, whole=True)
+    if verdict is not None:
+        return verdict
     conv1, bn1 = 16 * (3 * 3 * 3 + 1), 2 * 16
     conv2, bn2 = 32 * (3 * 3 * 16 + 1), 2 * 32
     fc = 32 * 8 * 8 * 5 + 5
     total = conv1 + bn1 + conv2 + bn2 + fc
-    if answer == total:
-        return feedback(True, f"{conv1} + {bn1} + {conv2} + {bn2} + {fc} = {total:,}; the "
-                        "Linear layer holds most of them")
-    if answer == total - bn1 - bn2:
-        return feedback(False, "BatchNorm2d learns gamma and beta per channel too")
-    return feedback(False, "per layer: conv F·(k·k·C + 1), BatchNorm 2·C, Linear "
-                    "D_out·(D_in + 1); summary(model, (3, 32, 32)) lets you check each one")
+    if value == total:
+        return feedback(True, f"{conv1} + {bn1} + {conv2} + {bn2} + {fc} = {total:,}。"
+                              "大半は全結合層（Linear）が持っています")
+    if value == total - bn1 - bn2:
+        return feedback(False, "BatchNorm2d もチャネルごとに gamma と beta を学習します")
+    return feedback(False, "層ごとに: 畳み込み F·(k·k·C + 1)、BatchNorm 2·C、全結合 "
+                           "D_out·(D_in + 1)。summary(model, (3, 32, 32)) で 1 層ずつ"
+                           "確かめられます")
 
 
 def _reference_step(model: Sequential, optimizer: SGD, x: np.ndarray, y: np.ndarray) -> float:
@@ -369,53 +385,71 @@ def _reference_step(model: Sequential, optimizer: SGD, x: np.ndarray, y: np.ndar
     return float(loss)
 
 
+def _tiny_model() -> tuple[Sequential, SGD]:
+    r = np.random.default_rng(0)
+    model = Sequential(Conv2d(1, 2, 3, rng=r), BatchNorm2d(2), ReLU(), MaxPool2d(2),
+                       Flatten(), Linear(8, 3, rng=r))
+    return model, SGD(model, lr=0.1, momentum=0.9)
+
+
+def _parameter_verdict(mine: Sequential, ref: Sequential, before: dict, step: int
+                       ) -> Feedback | None:
+    """Compare the student's model with the reference after one step; None if they agree."""
+    for name, p in ref.params.items():
+        got, verdict = array_answer(mine.params.get(name), p.shape, f"パラメータ {name}")
+        if verdict is not None:  # the student replaced it by something else
+            return verdict
+        if np.allclose(got, p, rtol=1e-5, atol=1e-7):
+            continue
+        if np.array_equal(got, before[name]):
+            return feedback(False, f"パラメータ {name} が変わっていません（did not change）: "
+                                   "model.backward(dlogits) のあとに optimizer.step() を"
+                                   "呼びましょう")
+        return feedback(False, f"ステップ {step} のあと、パラメータ {name} が正しい値と違います"
+                               "（differs）: softmax_cross_entropy が返す dlogits を、"
+                               "1 ステップに 1 回だけ使いましょう")
+    return None
+
+
+@exercise
 def check_train_step(fn: Callable) -> Feedback:
     """演習 4: ``fn(model, optimizer, x, y) -> loss``: one SGD step on one batch."""
     rng = np.random.default_rng(5)
     x = rng.normal(size=(8, 1, 6, 6)).astype(np.float32)
     y = rng.integers(0, 3, size=8)
-
-    def tiny() -> tuple[Sequential, SGD]:
-        r = np.random.default_rng(0)
-        model = Sequential(Conv2d(1, 2, 3, rng=r), BatchNorm2d(2), ReLU(), MaxPool2d(2),
-                           Flatten(), Linear(8, 3, rng=r))
-        return model, SGD(model, lr=0.1, momentum=0.9)
-
-    mine, my_opt = tiny()
-    ref, ref_opt = tiny()
-    for step in range(2):  # two steps, so that momentum and the BatchNorm caches take part
-        before = {name: p.copy() for name, p in mine.params.items()}
-        got = fn(mine, my_opt, x, y)
+    mine, my_opt = _tiny_model()
+    ref, ref_opt = _tiny_model()
+    for step in (1, 2):  # two steps, so that momentum and the BatchNorm caches take part
+        before = {name: np.array(p, copy=True) for name, p in mine.params.items()}
+        got, verdict = call_student(fn, mine, my_opt, x.copy(), y.copy())
+        if verdict is not None:
+            return verdict
         if got is None:
             return feedback(None)
         expected = _reference_step(ref, ref_opt, x, y)
-        if not np.isclose(float(got), expected, rtol=1e-5):
-            return feedback(False, f"step {step + 1}: the loss should be {expected:.5f}, got "
-                            f"{float(got):.5f}; return the loss of the forward pass")
-        for name, p in ref.params.items():
-            if np.allclose(mine.params[name], p, rtol=1e-5, atol=1e-7):
-                continue
-            if np.array_equal(mine.params[name], before[name]):
-                return feedback(False, f"parameter {name} did not change: call "
-                                "model.backward(dlogits) and then optimizer.step()")
-            return feedback(False, f"parameter {name} differs after step {step + 1}: use the "
-                            "dlogits that softmax_cross_entropy returns, once per step")
-    return feedback(True, "forward → loss → backward → step, the same as cnnlib.train.fit")
+        loss, verdict = number_answer(got, what="関数が返す損失（loss）は 1 つの数です")
+        if verdict is not None:
+            return verdict
+        if not np.isclose(loss, expected, rtol=1e-5):
+            return feedback(False, f"ステップ {step}: 損失（loss）は {expected:.5f} のはずですが、"
+                                   f"{loss:.5f} でした。順伝播（forward）の損失を返しましょう")
+        verdict = _parameter_verdict(mine, ref, before, step)
+        if verdict is not None:
+            return verdict
+    return feedback(True, "順伝播 → 損失 → 逆伝播 → 更新（forward → loss → backward → step）。"
+                          "cnnlib.train.fit と同じです")
 
 
+@exercise
 def check_deep_maps(answer: object) -> Feedback:
     """演習 5 (explain): why do deeper feature maps respond to larger parts? "a", "b" or "c"."""
-    if is_placeholder(answer):
-        return feedback(None)
-    choice = str(answer).strip().lower()
-    if choice == "b":
-        return feedback(True, "after a 3×3 conv, a 2×2 pool and another 3×3 conv, one value "
-                        "sees a 8×8 patch of the input (its receptive field), and it combines "
-                        "the edge maps of the first block")
-    if choice in ("a", "c"):
-        return feedback(False, "compare the input patch that one pixel of block 2 depends on "
-                        "with that of block 1")
-    return feedback(False, 'answer with one letter: "a", "b" or "c"')
+    return check_choice(
+        answer, right="b",
+        explanation="3×3 の畳み込み、2×2 のプーリング、もう一度 3×3 の畳み込みのあとでは、"
+                    "1 つの値が入力の 8×8 の範囲（受容野, receptive field）を見ていて、"
+                    "1 段目のエッジのマップを組み合わせています",
+        hints=dict.fromkeys("ac", "2 段目の 1 画素が依存する入力の範囲を、1 段目の 1 画素の"
+                                  "範囲と比べてみましょう"))
 
 
 __all__ = [

@@ -25,24 +25,35 @@ from cnnlib.pool import avg_pool2d_forward, max_pool2d_forward
 from cnnlib.widgets._base import (
     Explorer,
     Feedback,
+    array_answer,
+    check_cases,
     check_choice,
     compare_student_array,
     dropdown,
+    exercise,
     feedback,
     int_slider,
-    is_placeholder,
+    number_answer,
 )
-from cnnlib.widgets.conv import EXPLORER_SIZE, conv_gray, explorer_image, make_filter
+from cnnlib.widgets._images import EXPLORER_SIZE, conv_gray, explorer_image, make_filter
 
 LECTURE_X = np.array([[1, 3, 2, 4], [5, 6, 1, 2], [7, 2, 8, 1], [3, 4, 0, 9]], dtype=np.float64)
+MODE_LABELS = {"max": "最大（max）", "avg": "平均（avg）"}
 WINDOW_COLOURS = ("C0", "C1", "C2", "C3", "C4", "C5", "C6", "C8", "C9")
+
+
+def _mode_buttons(mode: str) -> widgets.ToggleButtons:
+    """Max / average toggle: Japanese labels over the values "max" and "avg"."""
+    return widgets.ToggleButtons(options=[(label, m) for m, label in MODE_LABELS.items()],
+                                 value=mode, description="プーリング")
 
 
 def pool2d(x: np.ndarray, window: int, stride: int | None = None, mode: str = "max",
            padding: int = 0) -> np.ndarray:
     """Pool one 2-D map with ``cnnlib.pool`` (mode "max" or "avg"); (H, W) → (H_out, W_out)."""
     if mode not in ("max", "avg"):
-        raise ValueError(f'mode must be "max" or "avg", got {mode!r}')
+        raise ValueError(f'mode は "max" か "avg" です（mode must be "max" or "avg"）。'
+                         f"指定は {mode!r} でした")
     forward = max_pool2d_forward if mode == "max" else avg_pool2d_forward
     out, _ = forward(np.asarray(x)[None, None], window, stride, padding)
     return out[0, 0]
@@ -57,10 +68,10 @@ def show_pool_example(x: np.ndarray = LECTURE_X, window: int = 2, mode: str = "m
     y = pool2d(x, window, mode=mode)
     fig, (ax_x, ax_y) = plt.subplots(1, 2, figsize=(6.5, 3.3),
                                      gridspec_kw={"width_ratios": [x.shape[1], y.shape[1]]})
-    viz.show_matrix(x, f"input {x.shape[0]}×{x.shape[1]}", ax=ax_x, color=False)
+    viz.show_matrix(x, f"入力 {x.shape[0]}×{x.shape[1]}", ax=ax_x, color=False)
     fmt = "{:g}" if mode == "max" else "{:.2f}"
-    viz.show_matrix(y, f"{mode} pool {window}×{window} → {y.shape[0]}×{y.shape[1]}", fmt=fmt,
-                    ax=ax_y, color=False)
+    viz.show_matrix(y, f"{MODE_LABELS[mode]} {window}×{window} → {y.shape[0]}×{y.shape[1]}",
+                    fmt=fmt, ax=ax_y, color=False)
     for i in range(y.shape[0]):
         for j in range(y.shape[1]):
             colour = WINDOW_COLOURS[(i * y.shape[1] + j) % len(WINDOW_COLOURS)]
@@ -79,6 +90,7 @@ def show_pool_example(x: np.ndarray = LECTURE_X, window: int = 2, mode: str = "m
 # --------------------------------------------------------------------------- the explorer
 
 FEATURE_MAPS = ("sobel x → ReLU", "sobel y → ReLU", "laplacian → |·|", "photo")
+FEATURE_MAP_LABELS = {"photo": "写真（photo）"}
 
 
 @lru_cache(maxsize=8)
@@ -92,7 +104,8 @@ def feature_map(name: str = "sobel x → ReLU", size: int = EXPLORER_SIZE) -> np
     elif name in ("sobel x → ReLU", "sobel y → ReLU"):
         out = np.maximum(conv_gray(img, make_filter(name.split(" →")[0], 3)), 0.0)
     else:
-        raise ValueError(f"unknown feature map {name!r}; choose one of {', '.join(FEATURE_MAPS)}")
+        raise ValueError(f"特徴マップ {name!r} はありません（unknown feature map）。"
+                         f"次から選んでください: {', '.join(FEATURE_MAPS)}")
     out.setflags(write=False)
     return out
 
@@ -117,19 +130,21 @@ def _draw_pool(r: dict) -> Figure:
     (h, w), (ho, wo) = r["in_shape"], r["out_shape"]
     p, s = r["window"], r["stride"]
     vmax = float(r["x"].max()) or 1.0
-    viz.show_image(r["x"], f"{r['source']}: {h}×{w}", ax=ax_x, cmap="magma", vmin=0, vmax=vmax)
+    source = FEATURE_MAP_LABELS.get(r["source"], r["source"])
+    viz.show_image(r["x"], f"{source}: {h}×{w}", ax=ax_x, cmap="magma", vmin=0, vmax=vmax)
     for j in range(min(wo, 3)):  # the first windows of row 0, to show stride and overlap
         viz.outline(ax_x, 0, j * s, p, p, color=WINDOW_COLOURS[j], linewidth=1.5)
     for axis, n in enumerate(r["dropped"]):
         if n:
             box = (h - n, 0, n, w) if axis == 0 else (0, w - n, h, n)
             viz.outline(ax_x, *box, color="cyan", fill=True, alpha=0.4)
-    ax_x.set_xlabel(f"dropped: {r['dropped'][0]} row(s), {r['dropped'][1]} column(s)"
-                    + (" (cyan)" if any(r["dropped"]) else ""), fontsize=9)
-    viz.show_image(r["out"], f"{r['mode']} pool {p}×{p}, stride {s}: {ho}×{wo}", ax=ax_y,
-                   cmap="magma", vmin=0, vmax=vmax)
-    ax_y.set_xlabel(f"{r['ratio']:.1f}× fewer values"
-                    + ("; windows overlap (stride < window)" if r["overlap"] else ""), fontsize=9)
+    ax_x.set_xlabel(f"捨てられる: {r['dropped'][0]} 行, {r['dropped'][1]} 列"
+                    + ("（シアン）" if any(r["dropped"]) else ""), fontsize=9)
+    viz.show_image(r["out"], f"{MODE_LABELS[r['mode']]} {p}×{p}, ストライド {s}: {ho}×{wo}",
+                   ax=ax_y, cmap="magma", vmin=0, vmax=vmax)
+    ax_y.set_xlabel(f"値の数は {r['ratio']:.1f} 分の 1"
+                    + ("。ウィンドウが重なります（stride < window）" if r["overlap"] else ""),
+                    fontsize=9)
     print(r["formula"])
     return fig
 
@@ -142,10 +157,10 @@ def pool_explorer(source: str = "sobel x → ReLU", window: int = 2, stride: int
     ``formula`` (with numbers) and ``dropped`` (rows, columns that do not fit a window).
     """
     controls = {
-        "source": dropdown(FEATURE_MAPS, source, "feature map"),
-        "window": int_slider(window, 1, 8, "window p"),
-        "stride": int_slider(stride, 1, 8, "stride s"),
-        "mode": widgets.ToggleButtons(options=["max", "avg"], value=mode, description="mode"),
+        "source": dropdown(FEATURE_MAPS, source, "特徴マップ", FEATURE_MAP_LABELS),
+        "window": int_slider(window, 1, 8, "ウィンドウ p"),
+        "stride": int_slider(stride, 1, 8, "ストライド s"),
+        "mode": _mode_buttons(mode),
     }
     return Explorer(controls, _compute_pool, _draw_pool,
                     rows=[["source", "mode"], ["window", "stride"]])
@@ -154,7 +169,8 @@ def pool_explorer(source: str = "sobel x → ReLU", window: int = 2, stride: int
 # --------------------------------------------------------------------------- computation
 
 
-COST_HEADERS = ("", "feature map", "values", "next conv multiply-adds", "pooling operations")
+COST_HEADERS = ("", "特徴マップ", "値の数", "次の畳み込みの積和（multiply-adds）",
+                "プーリングの演算数")
 
 
 def pooling_cost(h: int = 32, w: int = 32, channels: int = 32, window: int = 2,
@@ -165,7 +181,7 @@ def pooling_cost(h: int = 32, w: int = 32, channels: int = 32, window: int = 2,
     stride = window if stride is None else stride
     ho, wo = conv_output_size(h, window, stride), conv_output_size(w, window, stride)
     rows = []
-    for label, (a, b) in (("no pooling", (h, w)), (f"{window}×{window} pooling", (ho, wo))):
+    for label, (a, b) in (("プーリングなし", (h, w)), (f"{window}×{window} プーリング", (ho, wo))):
         macs = a * b * next_filters * channels * k * k
         rows.append([label, f"{a}×{b}×{channels}", a * b * channels, macs])
     compares = ho * wo * channels * (window * window - 1)
@@ -198,9 +214,9 @@ def shift_change(x: np.ndarray, shift: int, window: int, mode: str = "max") -> d
 def shift_explorer(shift: int = 1, window: int = 2, mode: str = "max") -> Explorer:
     """Shift a feature map by a few pixels; compare the maps before and after pooling."""
     controls = {
-        "shift": int_slider(shift, 0, 6, "shift right (px)"),
-        "window": int_slider(window, 1, 6, "window p"),
-        "mode": widgets.ToggleButtons(options=["max", "avg"], value=mode, description="mode"),
+        "shift": int_slider(shift, 0, 6, "右へずらす（画素）"),
+        "window": int_slider(window, 1, 6, "ウィンドウ p"),
+        "mode": _mode_buttons(mode),
     }
 
     def compute(shift: int, window: int, mode: str) -> dict:
@@ -214,14 +230,14 @@ def shift_explorer(shift: int = 1, window: int = 2, mode: str = "max") -> Explor
                                               "bottom": 0.02, "hspace": 0.15, "wspace": 0.05})
         vmax = float(r["x"].max()) or 1.0
         p = r["window"]
-        panels = [(r["x"], "feature map"), (r["shifted"], f"shifted {r['shift']} px"),
-                  (r["pooled"], f"{r['mode']} pool {p}×{p}"),
-                  (r["pooled_shifted"], f"{r['mode']} pool {p}×{p} of shifted")]
+        pooled = f"{MODE_LABELS[r['mode']]} {p}×{p}"
+        panels = [(r["x"], "特徴マップ"), (r["shifted"], f"{r['shift']} 画素ずらした"),
+                  (r["pooled"], pooled), (r["pooled_shifted"], f"ずらしてから{pooled}")]
         for ax, (m, title) in zip(axes.ravel(), panels, strict=True):
             viz.show_image(m, title, ax=ax, cmap="magma", vmin=0, vmax=vmax)
-        print(f"relative change of the map:    {r['map_change']:.0%}")
-        print(f"relative change after pooling: {r['pooled_change']:.0%} "
-              f"({r['unchanged']:.0%} of the pooled values are exactly unchanged)")
+        print(f"特徴マップの相対変化:     {r['map_change']:.0%}")
+        print(f"プーリング後の相対変化: {r['pooled_change']:.0%} "
+              f"（プーリング後の値の {r['unchanged']:.0%} はまったく変わりません）")
         return fig
 
     return Explorer(controls, compute, draw, rows=[["shift", "window", "mode"]])
@@ -235,10 +251,11 @@ def show_shift_tolerance(windows: tuple[int, ...] = (1, 2, 4), max_shift: int = 
     fig, ax = plt.subplots(figsize=(6.5, 3.2))
     for p in windows:
         change = [shift_change(x, int(s), p, mode)["pooled_change"] for s in shifts]
-        ax.plot(shifts, change, "o-", label="no pooling" if p == 1 else f"{mode} pool {p}×{p}")
-    ax.set_xlabel("shift of the input (pixels)")
+        ax.plot(shifts, change, "o-",
+                label="プーリングなし" if p == 1 else f"{MODE_LABELS[mode]} {p}×{p}")
+    ax.set_xlabel("入力をずらした量（画素）")
     ax.set_xticks(shifts)
-    ax.set_ylabel("relative change")
+    ax.set_ylabel("相対変化（relative change）")
     ax.legend(fontsize=9)
     fig.tight_layout()
     return fig
@@ -250,16 +267,9 @@ EXERCISE_X = np.array([[2, 0, 1, 5], [4, 3, 2, 2], [1, 8, 0, 6], [7, 1, 3, 3]], 
 
 
 def _matrix_feedback(answer: object, expected: np.ndarray, what: str) -> Feedback:
-    if is_placeholder(answer):
-        return feedback(None)
-    try:
-        got = np.asarray(answer, dtype=np.float64)
-    except (TypeError, ValueError):
-        return feedback(False, f"{what}の結果を、行のリスト（list of rows）で書いてください。"
-                               "例: [[1, 2], [3, 4]]")
-    if got.shape != expected.shape:
-        return feedback(False, f"{what}の結果の形は {expected.shape} のはずですが、"
-                               f"{got.shape} でした")
+    got, verdict = array_answer(answer, expected.shape, f"{what}の結果")
+    if verdict is not None:
+        return verdict
     wrong = np.argwhere(~np.isclose(got, expected))
     if len(wrong):
         i, j = wrong[0]
@@ -268,48 +278,56 @@ def _matrix_feedback(answer: object, expected: np.ndarray, what: str) -> Feedbac
     return feedback(True, f"{what}の結果 = {expected.tolist()}")
 
 
+@exercise
 def check_max_pool(answer: object) -> Feedback:
     """演習 1: 2×2 max pooling (stride 2) of ``EXERCISE_X`` by hand."""
     return _matrix_feedback(answer, pool2d(EXERCISE_X, 2, mode="max"),
                             "最大プーリング（max pooling）")
 
 
+@exercise
 def check_avg_pool(answer: object) -> Feedback:
     """演習 2: 2×2 average pooling (stride 2) of ``EXERCISE_X`` by hand."""
     return _matrix_feedback(answer, pool2d(EXERCISE_X, 2, mode="avg"),
                             "平均プーリング（average pooling）")
 
 
+@exercise
 def check_pool_output_size(answer: object) -> Feedback:
     """演習 3: 28×28 map, window 3, stride 2 → output height."""
-    if is_placeholder(answer):
-        return feedback(None)
+    value, verdict = number_answer(answer, whole=True)
+    if verdict is not None:
+        return verdict
     expected = conv_output_size(28, 3, 2)
-    if answer == expected:
+    if value == expected:
         return feedback(True, f"⌊(28 − 3)/2⌋ + 1 = {expected}。最後の行は捨てられます"
                               "（the last row is dropped）")
-    if answer == 14:
+    if value == 14:
         return feedback(False, "28/2 はウィンドウが 2×2 のときの答えです。ここでは p = 3 です")
     return feedback(False, "式 ⌊(H − p)/s⌋ + 1 に当てはめましょう")
 
 
+@exercise
 def check_my_avg_pool(fn: Callable) -> Feedback:
     """演習 4: ``fn(x, p)`` averages non-overlapping p×p windows of a 2-D map."""
     rng = np.random.default_rng(2)
-    for shape, p in (((4, 4), 2), ((6, 9), 3), ((5, 7), 2), ((3, 3), 1)):
+
+    def run_case(case: tuple) -> Feedback | None:
+        shape, p = case
         x = rng.normal(size=shape)
-        case = f"x の形 {shape}、p = {p} のとき"
-        verdict = compare_student_array(
+        text = f"x の形 {shape}、p = {p} のとき"
+        return compare_student_array(
             fn, (x.copy(), p), pool2d(x, p, mode="avg"), rtol=1e-5, atol=1e-8,
-            shape_message=case + "、出力の形は {want} のはずですが {got} でした。ウィンドウを"
+            shape_message=text + "、出力の形は {want} のはずですが {got} でした。ウィンドウを"
                                  "満たさない行・列は捨てます（dropped）",
-            value_message=case + "、形は合っていますが値が違います（values differ）")
-        if verdict is not None:
-            return verdict
-    return feedback(True, "p で割り切れない大きさ（odd sizes）も含めて、"
-                          "cnnlib.pool.avg_pool2d_forward と一致します")
+            value_message=text + "、形は合っていますが値が違います（values differ）")
+
+    return check_cases([((4, 4), 2), ((6, 9), 3), ((5, 7), 2), ((3, 3), 1)], run_case,
+                       "p で割り切れない大きさ（odd sizes）も含めて、"
+                       "cnnlib.pool.avg_pool2d_forward と一致します")
 
 
+@exercise
 def check_why_shift_tolerant(answer: object) -> Feedback:
     """演習 5 (explain): why does max pooling tolerate small shifts? "a", "b" or "c"."""
     return check_choice(

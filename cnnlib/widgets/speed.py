@@ -33,7 +33,15 @@ from cnnlib.layers import Sequential
 from cnnlib.losses import softmax_cross_entropy
 from cnnlib.train import is_small
 from cnnlib.viz import show_table
-from cnnlib.widgets._base import Feedback, check_choice, feedback, number_answer
+from cnnlib.widgets._base import (
+    Feedback,
+    call_student,
+    check_choice,
+    exercise,
+    feedback,
+    is_placeholder,
+    number_answer,
+)
 
 __all__ = [
     "Timing",
@@ -75,7 +83,7 @@ def conv_macs(x_shape: Sequence[int], w_shape: Sequence[int], padding: int = 0,
     n, c, h, w = x_shape
     f, c_w, kh, kw = w_shape
     if c != c_w:
-        raise ValueError(f"x has {c} channels but w expects {c_w}")
+        raise ValueError(f"x のチャネル数は {c} ですが、w は {c_w} を前提にしています")
     h_out = conv_output_size(h, kh, stride, padding)
     w_out = conv_output_size(w, kw, stride, padding)
     return n * f * h_out * w_out * c * kh * kw
@@ -88,7 +96,7 @@ def time_call(fn: Callable, *args: object, repeat: int = 5) -> float:
     the odd slow call caused by other programs on the machine.
     """
     if repeat < 1:
-        raise ValueError(f"repeat must be at least 1, got {repeat}")
+        raise ValueError(f"repeat は 1 以上です。指定は {repeat} でした")
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
@@ -121,16 +129,16 @@ def speed_table(rows: Sequence[Timing], baseline: str | None = None) -> str:
     """Show each method's time, multiply-adds per second and speed-up over ``baseline`` (default:
     the first row). Returns the text form of the table."""
     if not rows:
-        raise ValueError("speed_table needs at least one Timing row")
+        raise ValueError("speed_table には Timing の行が 1 つ以上必要です")
     base = next((r for r in rows if r.name == baseline), None) if baseline else rows[0]
     if base is None:
-        raise ValueError(f"no row is called {baseline!r}; rows: {[r.name for r in rows]}")
+        raise ValueError(f"{baseline!r} という行はありません。行: {[r.name for r in rows]}")
     table = [
         [r.name, _ms(r.seconds), r.macs / r.seconds / 1e9, f"{base.seconds / r.seconds:,.1f}×",
          r.note]
         for r in rows
     ]
-    headers = ["method", "time", "GMAC/s", f"vs {base.name}", "note"]
+    headers = ["方法", "時間", "GMAC/s", f"{base.name} と比べて", "メモ"]
     return show_table(table, headers)
 
 
@@ -142,10 +150,10 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1e6:.0f} µs"
 
 
-def plot_speed(rows: Sequence[Timing], title: str = "Same convolution, five ways") -> Figure:
+def plot_speed(rows: Sequence[Timing], title: str = "同じ畳み込みを 5 通りで") -> Figure:
     """Horizontal bars of each method's time on a logarithmic axis (fastest at the bottom)."""
     if not rows:
-        raise ValueError("plot_speed needs at least one Timing row")
+        raise ValueError("plot_speed には Timing の行が 1 つ以上必要です")
     fig, ax = plt.subplots(figsize=(7.5, 0.55 * len(rows) + 1.2))
     names = [r.name for r in rows]
     seconds = np.array([r.seconds for r in rows])
@@ -153,7 +161,7 @@ def plot_speed(rows: Sequence[Timing], title: str = "Same convolution, five ways
     ax.barh(names, seconds, color=colors)
     ax.set_xscale("log")
     ax.invert_yaxis()
-    ax.set_xlabel("time per call (s, log scale)")
+    ax.set_xlabel("1 回の呼び出しの時間（秒, 対数目盛）")
     ax.set_title(title)
     for k, s in enumerate(seconds):
         ax.text(s * 1.1, k, _ms(s), va="center", fontsize=9)
@@ -250,12 +258,12 @@ def plot_race_errors(errors: dict[str, Sequence[float]], rounding: float = 1e-4)
         errs = np.maximum(np.asarray(errs, float), 1e-12)  # log axis: show an exact 0 at 1e-12
         ax.plot(np.arange(1, errs.size + 1), errs, "o-", label=name, color=f"C{k}")
     ax.axhline(rounding, color="gray", ls="--", lw=1)
-    ax.text(1, rounding * 1.5, "float32 rounding", color="gray", fontsize=9)
+    ax.text(1, rounding * 1.5, "float32 の丸め誤差", color="gray", fontsize=9)
     ax.set_yscale("log")
     ax.set_xticks(np.arange(1, max(len(e) for e in errors.values()) + 1))
-    ax.set_xlabel("run")
-    ax.set_ylabel("relative error of dw")
-    ax.set_title("Same input, same code: a race gives different wrong answers")
+    ax.set_xlabel("実行（run）")
+    ax.set_ylabel("dw の相対誤差")
+    ax.set_title("同じ入力、同じコード: 競合（race）は毎回違う誤りを生みます")
     ax.legend(loc="center right")
     fig.tight_layout()
     return fig
@@ -272,7 +280,7 @@ def layer_times(model: Sequential, x: np.ndarray, labels: np.ndarray,
     ``repeat`` steps (forward, loss, backward; no update, so the numbers do not drift).
     """
     if repeat < 1:
-        raise ValueError(f"repeat must be at least 1, got {repeat}")
+        raise ValueError(f"repeat は 1 以上です。指定は {repeat} でした")
     k_layers = len(model.layers)
     t = np.zeros((repeat, k_layers + 1, 2))
     for r in range(repeat):
@@ -294,17 +302,17 @@ def layer_times(model: Sequential, x: np.ndarray, labels: np.ndarray,
 
 
 def plot_layer_times(rows: Sequence[tuple[str, float, float]],
-                     title: str = "Where one training step spends its time") -> Figure:
+                     title: str = "学習 1 ステップの時間の内訳") -> Figure:
     """Stacked horizontal bars (forward, backward) in milliseconds, one per layer."""
     names = [r[0] for r in rows]
     fwd = np.array([r[1] for r in rows]) * 1e3
     bwd = np.array([r[2] for r in rows]) * 1e3
     fig, ax = plt.subplots(figsize=(7, 0.38 * len(rows) + 1.3))
-    ax.barh(names, fwd, color="C0", label="forward")
-    ax.barh(names, bwd, left=fwd, color="C1", label="backward")
+    ax.barh(names, fwd, color="C0", label="順伝播（forward）")
+    ax.barh(names, bwd, left=fwd, color="C1", label="逆伝播（backward）")
     ax.invert_yaxis()
     total = fwd.sum() + bwd.sum()
-    ax.set_xlabel(f"ms (total {total:.1f} ms per step)")
+    ax.set_xlabel(f"ミリ秒（1 ステップ合計 {total:.1f} ms）")
     ax.set_title(title)
     ax.legend(loc="lower right")
     fig.tight_layout()
@@ -316,6 +324,7 @@ def plot_layer_times(rows: Sequence[tuple[str, float, float]],
 LENET_CONV2 = {"x_shape": (64, 8, 14, 14), "w_shape": (16, 8, 5, 5), "padding": 2}
 
 
+@exercise
 def check_conv_macs(answer: object) -> Feedback:
     """演習 1: multiply-adds of LeNet's second convolution (batch 64, 8 → 16 channels, 5×5,
     padding 2 on 14×14)."""
@@ -327,7 +336,7 @@ def check_conv_macs(answer: object) -> Feedback:
         return feedback(True, f"64·16·14·14·8·5·5 = {expected:,}、"
                               "約 0.08 GFLOP（積和 1 回で 2 FLOP）")
     if value == expected // 64:
-        return feedback(False, "それは 1 標本分です。バッチには 64 標本あります")
+        return feedback(False, "それは 1 サンプル分です。バッチには 64 サンプルあります")
     if value == expected // 8:
         return feedback(False, "各出力は 8 つの入力チャネルすべての和でもあります"
                                "（all 8 input channels）")
@@ -336,16 +345,18 @@ def check_conv_macs(answer: object) -> Feedback:
     return feedback(False, "出力の数 N·F·H_out·W_out に、出力 1 つあたりの積の数 C·K·K を掛けます")
 
 
+@exercise
 def check_safe_prange(answer: object) -> Feedback:
     """演習 2 (explain): which loop may be the ``prange`` of the dw kernel? "a", "b" or "c"."""
     return check_choice(
         answer, right="b",
         explanation="反復 f は dw[f] だけに書き込むので、2 つのスレッドが同じ要素を共有しません",
-        hints={"a": "どの標本もすべての dw[f, c, m, q] に足し込みます。2 つのスレッドが同じ要素を"
-                    "「読む → 足す → 書く」と、一方の更新が失われます（lost update）",
+        hints={"a": "どのサンプルもすべての dw[f, c, m, q] に足し込みます。2 つのスレッドが"
+                    "同じ要素を「読む → 足す → 書く」と、一方の更新が失われます（lost update）",
                "c": "どの出力行 i も dw のすべての要素に足し込みます"})
 
 
+@exercise
 def check_db_kernel(fn: Callable) -> Feedback:
     """演習 3 (implement): ``fn(dout, db)`` fills ``db[f] = Σ_n Σ_i Σ_j dout[n, f, i, j]``.
 
@@ -355,25 +366,25 @@ def check_db_kernel(fn: Callable) -> Feedback:
     from numba import njit
     from numba.core.errors import NumbaPerformanceWarning
 
-    if not callable(fn):
+    if not is_placeholder(fn) and not callable(fn):
         return feedback(False, "関数そのものを渡してください（pass the function itself）: "
                         "check_db_kernel(my_db_kernel)")
     rng = np.random.default_rng(3)
     db = np.full(3, np.nan)
-    try:
-        fn(rng.standard_normal((2, 3, 2, 2)), db)
-    except Exception as exc:  # the student's code, run as plain Python first
-        return feedback(False, f"普通の Python として実行するとエラー（plain Python failed）: "
-                        f"{type(exc).__name__}: {exc}")
+    _, verdict = call_student(fn, rng.standard_normal((2, 3, 2, 2)), db,
+                              when="普通の Python として実行するとエラー（plain Python failed）")
+    if verdict is not None:  # the student's code, run as plain Python first
+        return verdict
     if np.isnan(db).all():
         return feedback(None)
-    compiled = njit(parallel=True)(fn)
+    compiled = None
     for shape in ((8, 5, 4, 3), (64, 16, 7, 7), (1, 1, 1, 1)):
         dout = rng.standard_normal(shape)
         db = np.full(shape[1], np.nan)
         try:
             with warnings.catch_warnings():  # no prange: said below, not as a warning
                 warnings.simplefilter("ignore", NumbaPerformanceWarning)
+                compiled = compiled or njit(parallel=True)(fn)
                 compiled(dout, db)
         except Exception as exc:  # typing errors are raised on the first call
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -399,6 +410,7 @@ def _source(fn: Callable) -> str:
         return ""
 
 
+@exercise
 def check_float32_rounding(answer: object) -> Feedback:
     """演習 4 (derive): the value of ``np.float32(1) + np.float32(1e-8)``."""
     value, verdict = number_answer(answer)
