@@ -22,10 +22,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from cnnlib import activations, linear, losses, norm, pool, viz
+from cnnlib import losses, pool, viz
 from cnnlib.conv import conv2d_backward, conv2d_forward, conv_output_size
 from cnnlib.gradcheck import check_gradients, numerical_gradient
 from cnnlib.optim import SGD
+from cnnlib.registry import PAIRS
 from cnnlib.widgets._base import (
     Explorer,
     Feedback,
@@ -379,39 +380,15 @@ def _softmax_ce_backward(dout: np.ndarray, dlogits: np.ndarray) -> np.ndarray:
 
 
 def _cases(rng: np.random.Generator) -> list[tuple[str, Callable, Callable, tuple, dict, tuple]]:
-    """(name, forward, backward, arrays, hyper-parameters, array names) for every layer."""
-
-    def r(*shape: int) -> np.ndarray:
-        return rng.standard_normal(shape)
-
-    x4 = r(2, 4, 5, 5)
-    labels = np.array([0, 2, 1])
-    a = activations
-    return [
-        ("conv2d (S=2, P=1)", conv2d_forward, conv2d_backward,
-         (r(2, 3, 6, 6), r(4, 3, 3, 3), r(4)), {"stride": 2, "padding": 1}, ("x", "w", "b")),
-        ("max_pool2d (3×3, S=2)", pool.max_pool2d_forward, pool.max_pool2d_backward, (x4,),
-         {"kernel_size": 3, "stride": 2}, ("x",)),
-        ("avg_pool2d (2×2)", pool.avg_pool2d_forward, pool.avg_pool2d_backward, (x4,),
-         {"kernel_size": 2}, ("x",)),
-        ("batch_norm", norm.batch_norm_forward, norm.batch_norm_backward, (x4, r(4), r(4)), {},
-         ("x", "gamma", "beta")),
-        ("layer_norm", norm.layer_norm_forward, norm.layer_norm_backward, (x4, r(4), r(4)), {},
-         ("x", "gamma", "beta")),
-        ("group_norm (G=2)", norm.group_norm_forward, norm.group_norm_backward,
-         (x4, r(4), r(4)), {"groups": 2}, ("x", "gamma", "beta")),
-        ("linear", linear.linear_forward, linear.linear_backward, (r(3, 5), r(4, 5), r(4)), {},
-         ("x", "w", "b")),
-        ("relu", a.relu_forward, a.relu_backward, (r(3, 6),), {}, ("x",)),
-        ("leaky_relu", a.leaky_relu_forward, a.leaky_relu_backward, (r(3, 6),),
-         {"alpha": 0.1}, ("x",)),
-        ("elu", a.elu_forward, a.elu_backward, (r(3, 6),), {}, ("x",)),
-        ("gelu", a.gelu_forward, a.gelu_backward, (r(3, 6),), {}, ("x",)),
-        ("sigmoid", a.sigmoid_forward, a.sigmoid_backward, (r(3, 6),), {}, ("x",)),
-        ("tanh", a.tanh_forward, a.tanh_backward, (r(3, 6),), {}, ("x",)),
-        ("softmax_cross_entropy", _softmax_ce_forward, _softmax_ce_backward, (r(3, 4),),
-         {"labels": labels}, ("logits",)),
-    ]
+    """(name, forward, backward, arrays, hyper-parameters, array names) for every layer: the
+    pairs of ``cnnlib.registry`` in float64, then the loss."""
+    cases = []
+    for pair in PAIRS.values():
+        arrays, hyper = pair.sample(rng, np.dtype(np.float64))
+        cases.append((pair.label, pair.forward, pair.backward, arrays, hyper, pair.grads))
+    cases.append(("softmax_cross_entropy", _softmax_ce_forward, _softmax_ce_backward,
+                  (rng.standard_normal((3, 4)),), {"labels": np.array([0, 2, 1])}, ("logits",)))
+    return cases
 
 
 def gradient_check_rows(seed: int = 0) -> list[tuple[str, str, str, float]]:
