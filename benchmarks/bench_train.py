@@ -85,7 +85,8 @@ def report(run: dict) -> None:
 def profile(dataset: str, batch_size: int, batches: int) -> None:
     """Wall and CPU time of every layer's forward and backward, averaged over ``batches``."""
     from cnnlib.losses import softmax_cross_entropy
-    from cnnlib.train import RECIPES, load_dataset, make_cnn
+    from cnnlib.models import make_cnn
+    from cnnlib.recipe import RECIPES, load_dataset
 
     (x, y), _ = load_dataset(dataset, small=True)
     _, c, s, _ = x.shape

@@ -88,8 +88,10 @@ def _check_pair(k: int, pair: object) -> tuple[np.ndarray, np.ndarray]:
 class StepLR:
     """lr = base_lr · gamma^(epoch // step_size): divide the rate every ``step_size`` epochs.
 
-    Call ``step()`` once per epoch, after the epoch's optimiser steps; it sets
-    ``optimizer.lr`` and returns it. ``base_lr`` is the optimiser's lr at construction.
+    Pass it to ``fit(lr_schedule=...)`` (a function of the progress t in epochs, like every
+    schedule), or in a loop of your own call ``step()`` once per epoch, after the epoch's
+    optimiser steps; it sets ``optimizer.lr`` and returns it. ``base_lr`` is the optimiser's lr
+    at construction.
     """
 
     def __init__(self, optimizer: SGD, step_size: int, gamma: float = 0.1) -> None:
@@ -99,9 +101,13 @@ class StepLR:
         self.base_lr = optimizer.lr
         self.epoch = 0
 
+    def __call__(self, t: float) -> float:
+        """The lr at training progress t (in epochs), for ``fit(lr_schedule=...)``."""
+        return self.base_lr * self.gamma ** (int(t) // self.step_size)
+
     def step(self) -> float:
         self.epoch += 1
-        self.optimizer.lr = self.base_lr * self.gamma ** (self.epoch // self.step_size)
+        self.optimizer.lr = self(self.epoch)
         return self.optimizer.lr
 
 
@@ -109,7 +115,8 @@ class CosineAnnealingLR:
     """lr = eta_min + (base_lr − eta_min)·(1 + cos(π·epoch / T_max)) / 2, for epoch ≤ T_max.
 
     Starts at the optimiser's lr and reaches ``eta_min`` after ``T_max`` calls to ``step()``,
-    then stays there (PyTorch's formula would climb again). Call ``step()`` once per epoch.
+    then stays there (PyTorch's formula would climb again). Pass it to ``fit(lr_schedule=...)``
+    or call ``step()`` once per epoch.
     """
 
     def __init__(self, optimizer: SGD, T_max: int, eta_min: float = 0.0) -> None:
@@ -119,9 +126,12 @@ class CosineAnnealingLR:
         self.base_lr = optimizer.lr
         self.epoch = 0
 
+    def __call__(self, t: float) -> float:
+        """The lr at training progress t (in epochs), for ``fit(lr_schedule=...)``."""
+        cosine = (1 + math.cos(math.pi * min(int(t), self.T_max) / self.T_max)) / 2
+        return self.eta_min + (self.base_lr - self.eta_min) * cosine
+
     def step(self) -> float:
         self.epoch += 1
-        t = min(self.epoch, self.T_max)
-        cosine = (1 + math.cos(math.pi * t / self.T_max)) / 2
-        self.optimizer.lr = self.eta_min + (self.base_lr - self.eta_min) * cosine
+        self.optimizer.lr = self(self.epoch)
         return self.optimizer.lr

@@ -173,3 +173,13 @@ def test_sgd_matches_torch():
         opt.step()
         topt.step()
         assert_allclose(p, tp.detach().numpy(), rtol=1e-12, atol=1e-14)
+
+
+def test_schedules_are_functions_of_progress_equal_to_their_steps():
+    for make in (lambda o: StepLR(o, step_size=2, gamma=0.5),
+                 lambda o: CosineAnnealingLR(o, T_max=4, eta_min=0.01)):
+        opt = SGD([(np.zeros(1), np.zeros(1))], lr=0.1)
+        sched = make(opt)
+        by_step = [sched.step() for _ in range(6)]
+        assert [sched(t) for t in range(1, 7)] == by_step
+        assert sched(2.7) == sched(2)  # constant within an epoch

@@ -7,7 +7,8 @@ from numpy.testing import assert_allclose
 
 from cnnlib.data import make_shapes
 from cnnlib.losses import softmax, softmax_cross_entropy
-from cnnlib.train import History, make_cnn
+from cnnlib.models import make_cnn
+from cnnlib.train import History
 from cnnlib.widgets import pipeline as P
 
 

@@ -65,7 +65,7 @@ def test_reference_model_starts_at_ln10_and_still_learns():
     A zero head must not block learning: after one step the head is non-zero, and from the
     second step on the first convolution receives gradient too.
     """
-    from cnnlib.train import make_cnn
+    from cnnlib.models import make_cnn
 
     rng = np.random.default_rng(1)
     x = rng.random((32, 1, 28, 28), dtype=np.float32)

@@ -9,18 +9,17 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 
-from cnnlib import data, train
+from cnnlib import data, recipe, train
 from cnnlib.data import make_shapes
 from cnnlib.layers import Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential
 from cnnlib.losses import softmax_cross_entropy
+from cnnlib.models import make_cnn, make_mlp
 from cnnlib.optim import SGD, StepLR
 from cnnlib.train import (
     History,
     confusion_matrix,
     evaluate,
     fit,
-    make_cnn,
-    make_mlp,
     most_confused,
     predict,
     shape_trace,
@@ -152,8 +151,8 @@ def test_per_step_schedule_and_epoch_scheduler(shapes):
     opt = SGD(model, lr=1.0)
     history = fit(model, opt, train_data, None, epochs=3, batch_size=400,
                   lr_schedule=StepLR(opt, step_size=1, gamma=0.5), progress=False, verbose=False)
-    assert history.lr == [1.0, 0.5, 0.25]
-    assert opt.lr == 0.125
+    assert history.lr == [1.0, 0.5, 0.25]  # a schedule object is a function of t like any other
+    assert opt.lr == 0.25
 
 
 def test_callback_sees_the_growing_history(shapes):
@@ -315,7 +314,7 @@ def test_a_custom_network_traces_too():
 
 
 def test_cli_on_small_shapes_ends_with_the_accuracy_line(capsys):
-    accuracy = train.main(["--dataset", "shapes", "--small", "--epochs", "1", "--no-progress"])
+    accuracy = recipe.main(["--dataset", "shapes", "--small", "--epochs", "1", "--no-progress"])
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("epoch 1/1: ")
     assert re.fullmatch(r"test accuracy: 0\.\d{4}", lines[-1])
@@ -324,16 +323,16 @@ def test_cli_on_small_shapes_ends_with_the_accuracy_line(capsys):
 
 def test_unknown_dataset_is_refused():
     with pytest.raises(ValueError, match="dataset must be one of"):
-        train.load_dataset("cifar10")
+        recipe.load_dataset("cifar10")
 
 
 def test_small_mode_follows_the_environment(monkeypatch):
     monkeypatch.setenv("CNNLIB_SMALL", "1")
-    assert train.is_small()
+    assert recipe.is_small()
     monkeypatch.setenv("CNNLIB_SMALL", "0")
-    assert not train.is_small()
+    assert not recipe.is_small()
     monkeypatch.delenv("CNNLIB_SMALL")
-    assert not train.is_small()
+    assert not recipe.is_small()
 
 
 @pytest.mark.skipif(not all((DEBIAN_DIR / name).exists() for name in FASHION_FILES),
@@ -343,7 +342,7 @@ def test_short_real_run_on_fashion_mnist(monkeypatch):
         raise AssertionError(f"the test tried to download {url}")
 
     monkeypatch.setattr(data, "_open_url", no_network)
-    (x, y), (xt, yt) = train.load_dataset("fashion-mnist", small=True)
+    (x, y), (xt, yt) = recipe.load_dataset("fashion-mnist", small=True)
     rng = np.random.default_rng(0)
     model = make_cnn(1, 10, 28, rng=rng)
     history = fit(model, SGD(model, lr=0.05, momentum=0.9), (x[:4000], y[:4000]),
@@ -371,7 +370,7 @@ def test_fit_stops_at_the_first_non_finite_loss_with_advice(shapes):
 
 def test_cli_reports_divergence_without_a_traceback_and_exits_1(capsys):
     with pytest.raises(SystemExit) as exit_info:
-        train.main(["--dataset", "shapes", "--small", "--epochs", "1", "--lr", "1e6",
+        recipe.main(["--dataset", "shapes", "--small", "--epochs", "1", "--lr", "1e6",
                     "--no-progress"])
     assert exit_info.value.code == 1
     err = capsys.readouterr().err
@@ -386,7 +385,7 @@ def test_cli_reports_divergence_without_a_traceback_and_exits_1(capsys):
 ])
 def test_cli_refuses_bad_flags_with_usage_and_exit_2(flags, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        train.main(flags)
+        recipe.main(flags)
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("usage: python -m cnnlib.train") and "Traceback" not in err

@@ -31,7 +31,7 @@ from matplotlib.figure import Figure
 from cnnlib.conv import conv_output_size
 from cnnlib.layers import Sequential
 from cnnlib.losses import softmax_cross_entropy
-from cnnlib.train import is_small
+from cnnlib.recipe import is_small
 from cnnlib.viz import show_table
 from cnnlib.widgets._base import (
     Feedback,
