@@ -24,10 +24,7 @@ from these classes and trains it with ``cnnlib.optim.SGD``.
 
 from __future__ import annotations
 
-import inspect
 import math
-from collections.abc import Iterator
-from functools import partial
 
 import numpy as np
 
@@ -41,10 +38,12 @@ from cnnlib._check import (
     check_dout,
     check_pool_padding,
 )
+from cnnlib._layer_base import MAX_USES, Layer, Sequential, backward_params
 
 __all__ = [
     "ELU",
     "GELU",
+    "MAX_USES",
     "AvgPool2d",
     "BatchNorm2d",
     "Conv2d",
@@ -59,6 +58,7 @@ __all__ = [
     "Sequential",
     "Sigmoid",
     "Tanh",
+    "backward_params",
     "he_normal",
 ]
 
@@ -92,128 +92,6 @@ def he_normal(rng: np.random.Generator, shape: tuple[int, ...], fan_in: int,
     """He (Kaiming) normal initialisation: N(0, 2 / fan_in), drawn in float64 then cast, so the
     float32 and float64 versions of a seeded layer hold the same numbers up to rounding."""
     return (rng.standard_normal(shape) * math.sqrt(2.0 / fan_in)).astype(dtype)
-
-
-#: How many uses of one layer are remembered between two backward passes. A layer called in a
-#: loop without backward (plots, widgets) forgets its oldest uses instead of growing without end;
-#: a backward that would need a forgotten use raises instead of returning a wrong number.
-MAX_USES = 64
-
-
-def backward_params(layer: object, dout: np.ndarray) -> None:
-    """``layer.backward(dout, input_grad=False)``: fill the parameter gradients, skip ∂L/∂x
-    where the layer can; a hand-written layer whose ``backward(dout)`` has no ``input_grad``
-    is called without it."""
-    if "input_grad" in inspect.signature(layer.backward).parameters:
-        layer.backward(dout, input_grad=False)
-    else:
-        layer.backward(dout)
-
-
-class Layer:
-    """Base class: ``forward(x) -> out``, ``backward(dout, input_grad=True) -> dx``,
-    ``params``/``grads`` dicts.
-
-    ``layer(x)`` is ``layer.forward(x)``. ``backward`` raises ``RuntimeError`` when ``forward``
-    has not run. ``backward(dout, input_grad=False)`` fills ``grads`` and returns None: for a
-    first layer, whose input is data (``Conv2d`` then skips computing ∂L/∂x). ``train()`` /
-    ``eval()`` set ``training`` and return the layer, as in PyTorch.
-
-    Uses: every ``forward`` since the last round began pushes its cache; ``backward`` takes them
-    back latest first, overwriting ``grads`` at the first and adding at the next ones. After the
-    earliest use, another ``backward`` starts again from the latest (a repeated backward pass
-    gives the same gradients). A ``forward`` after a ``backward`` begins a new round.
-    """
-
-    def __init__(self) -> None:
-        self.params: dict[str, np.ndarray] = {}
-        self.grads: dict[str, np.ndarray] = {}
-        self.training = True
-        self._new_round()
-
-    # -- what a subclass writes
-    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, object]:
-        raise NotImplementedError
-
-    def _backward(self, dout: np.ndarray, cache: object,
-                  input_grad: bool) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
-        raise NotImplementedError
-
-    # -- uses and gradients
-    def _new_round(self) -> None:
-        self._uses: list[object] = []  # one forward cache per use, oldest first
-        self._pending = 0  # uses still waiting for their backward in this pass
-        self._forgotten = 0  # uses dropped beyond MAX_USES
-        self._backward_done = False
-
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        if self._backward_done:
-            self._new_round()
-        out, cache = self._forward(x)
-        self._uses.append(cache)
-        if len(self._uses) > MAX_USES:
-            del self._uses[0]
-            self._forgotten += 1
-        self._pending = len(self._uses)
-        return out
-
-    def backward(self, dout: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
-        name = type(self).__name__
-        if not self._uses:
-            raise RuntimeError(f"{name}.backward: call forward before backward")
-        if self._pending == 0:  # every use is done: a repeated backward pass
-            if self._forgotten:
-                raise RuntimeError(
-                    f"{name}.backward was called more often than this layer can remember: it "
-                    f"keeps its last {MAX_USES} uses since the previous backward pass. Run the "
-                    f"forward pass again before calling backward.")
-            self._pending = len(self._uses)
-        accumulate = self._pending < len(self._uses)
-        self._pending -= 1
-        dx, grads = self._backward(dout, self._uses[self._pending], bool(input_grad))
-        for key, g in grads.items():
-            if accumulate:
-                self.grads[key] += g
-            else:
-                self.grads[key][...] = g  # in place: optimisers hold these arrays
-        self._backward_done = True
-        return dx if input_grad else None
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.forward(x)
-
-    def train(self, mode: bool = True) -> Layer:
-        self.training = bool(mode)
-        return self
-
-    def eval(self) -> Layer:
-        return self.train(False)
-
-    def parameters(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Yield ``(param, grad)`` array pairs, each array once: what an optimiser updates."""
-        for _, p, g in self.named_parameters():
-            yield p, g
-
-    def named_parameters(self) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-        """Yield ``(name, param, grad)``, e.g. ``("w", …, …)``; ``Sequential`` uses ``"0.w"``."""
-        grads = self.grads
-        for name, p in self.params.items():
-            yield name, p, grads[name]
-
-    def num_parameters(self) -> int:
-        """How many numbers the layer learns (Σ of the parameter sizes)."""
-        return sum(p.size for p, _ in self.parameters())
-
-    def zero_grad(self) -> None:
-        """Set every gradient to 0 in place."""
-        for _, g in self.parameters():
-            g.fill(0)
-
-    def extra_repr(self) -> str:
-        return ""
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.extra_repr()})"
 
 
 # ----------------------------------------------------------------------- convolution, pooling
@@ -405,78 +283,70 @@ class GroupNorm(_Norm):
 # -------------------------------------------------------------------------------- activations
 
 
-class ReLU(Layer):
+class _Activation(Layer):
+    """An elementwise f(x): ``activations.<pair>_forward`` / ``<pair>_backward``, no parameters;
+    ``alpha`` (if the function has one) is passed on."""
+
+    pair = ""
+
+    def __init__(self, alpha: float | None = None) -> None:
+        super().__init__()
+        self._hyper = () if alpha is None else (as_real(alpha, "alpha"),)
+
+    @property
+    def alpha(self) -> float:
+        return self._hyper[0]
+
+    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, object]:
+        return getattr(activations, f"{self.pair}_forward")(x, *self._hyper)
+
+    def _backward(self, dout, cache, input_grad):
+        return getattr(activations, f"{self.pair}_backward")(dout, cache), {}
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}" if self._hyper else ""
+
+
+class ReLU(_Activation):
     """f(x) = max(0, x)."""
 
-    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, object]:
-        return activations.relu_forward(x)
-
-    def _backward(self, dout, cache, input_grad):
-        return activations.relu_backward(dout, cache), {}
+    pair = "relu"
 
 
-class LeakyReLU(Layer):
+class LeakyReLU(_Activation):
     """f(x) = x for x > 0, alpha·x otherwise (PyTorch's ``negative_slope``)."""
 
+    pair = "leaky_relu"
+
     def __init__(self, alpha: float = 0.01) -> None:
-        super().__init__()
-        self.alpha = as_real(alpha, "alpha")
-
-    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, object]:
-        return activations.leaky_relu_forward(x, self.alpha)
-
-    def _backward(self, dout, cache, input_grad):
-        return activations.leaky_relu_backward(dout, cache), {}
-
-    def extra_repr(self) -> str:
-        return f"alpha={self.alpha}"
+        super().__init__(alpha)
 
 
-class ELU(Layer):
+class ELU(_Activation):
     """f(x) = x for x > 0, alpha·(eˣ − 1) otherwise."""
 
+    pair = "elu"
+
     def __init__(self, alpha: float = 1.0) -> None:
-        super().__init__()
-        self.alpha = as_real(alpha, "alpha")
-
-    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, object]:
-        return activations.elu_forward(x, self.alpha)
-
-    def _backward(self, dout, cache, input_grad):
-        return activations.elu_backward(dout, cache), {}
-
-    def extra_repr(self) -> str:
-        return f"alpha={self.alpha}"
+        super().__init__(alpha)
 
 
-class GELU(Layer):
+class GELU(_Activation):
     """f(x) = x·Φ(x), Φ the standard normal CDF (exact, with erf)."""
 
-    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, object]:
-        return activations.gelu_forward(x)
-
-    def _backward(self, dout, cache, input_grad):
-        return activations.gelu_backward(dout, cache), {}
+    pair = "gelu"
 
 
-class Sigmoid(Layer):
+class Sigmoid(_Activation):
     """f(x) = 1 / (1 + e⁻ˣ)."""
 
-    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, object]:
-        return activations.sigmoid_forward(x)
-
-    def _backward(self, dout, cache, input_grad):
-        return activations.sigmoid_backward(dout, cache), {}
+    pair = "sigmoid"
 
 
-class Tanh(Layer):
+class Tanh(_Activation):
     """f(x) = tanh(x)."""
 
-    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, object]:
-        return activations.tanh_forward(x)
-
-    def _backward(self, dout, cache, input_grad):
-        return activations.tanh_backward(dout, cache), {}
+    pair = "tanh"
 
 
 # ------------------------------------------------------------------------ flatten, linear
@@ -526,108 +396,3 @@ class Linear(Layer):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}"
-
-
-# ------------------------------------------------------------------------------------ model
-
-
-class Sequential(Layer):
-    """A chain of layers: forward in order, backward in reverse.
-
-    ``params`` / ``grads`` are read-only views keyed ``"<index>.<name>"`` (``"0.w"``) over the
-    layers' own dicts (the arrays are shared, not copied). A ``ValueError`` / ``TypeError``
-    raised inside a layer is re-raised with the layer's index and repr in front of the message.
-    ``backward(dout, input_grad=False)`` fills every layer's ``grads`` but returns None instead
-    of ∂L/∂x: a training step needs no gradient of the images, and a first ``Conv2d`` then
-    skips computing it (as PyTorch does for inputs that do not require grad).
-
-    A layer object may appear several times (``act = ReLU(); Sequential(c1, act, c2, act)``, or
-    a ``Linear`` used twice for tied weights): its gradients are summed over its uses, and
-    ``parameters()`` yields each array once, under the name of its first position.
-    """
-
-    _running = 0  # how many Sequential.forward calls are on the stack (nested models)
-
-    def __init__(self, *layers: Layer) -> None:
-        for k, layer in enumerate(layers):
-            if isinstance(layer, type) and issubclass(layer, Layer):
-                raise TypeError(f"layer {k} is the class {layer.__name__}, not a layer; "
-                                f"write {layer.__name__}(…) with parentheses")
-            if not isinstance(layer, Layer):
-                hint = (" Unpack a list with Sequential(*layers)."
-                        if isinstance(layer, (list, tuple)) else "")
-                raise TypeError(f"layer {k} is a {type(layer).__name__}, not a cnnlib layer."
-                                f"{hint}")
-        self.layers: list[Layer] = list(layers)
-        self.training = True
-
-    @property
-    def params(self) -> dict[str, np.ndarray]:  # type: ignore[override]
-        return {name: p for name, p, _ in self.named_parameters()}
-
-    @property
-    def grads(self) -> dict[str, np.ndarray]:  # type: ignore[override]
-        return {name: g for name, _, g in self.named_parameters()}
-
-    def named_parameters(self) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-        seen: set[tuple[int, int]] = set()
-        for k, layer in enumerate(self.layers):
-            for name, p, g in layer.named_parameters():
-                if (id(p), id(g)) not in seen:  # a layer used twice holds its arrays once
-                    seen.add((id(p), id(g)))
-                    yield f"{k}.{name}", p, g
-
-    def _new_round(self) -> None:
-        for layer in self.layers:
-            layer._new_round()
-
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        if Sequential._running == 0:  # the outermost model: every layer starts a new round
-            self._new_round()
-        Sequential._running += 1
-        try:
-            for k, layer in enumerate(self.layers):
-                x = self._run(k, layer.forward, x)
-        finally:
-            Sequential._running -= 1
-        return x
-
-    def backward(self, dout: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
-        for k in reversed(range(1, len(self.layers))):
-            dout = self._run(k, self.layers[k].backward, dout)
-        if not self.layers:
-            return dout if input_grad else None
-        if input_grad:
-            return self._run(0, self.layers[0].backward, dout)
-        self._run(0, partial(backward_params, self.layers[0]), dout)
-        return None
-
-    def _run(self, k: int, method, array: np.ndarray, **options: bool) -> np.ndarray:
-        try:
-            return method(array, **options)
-        except (ValueError, TypeError, RuntimeError) as exc:
-            if type(exc) not in (ValueError, TypeError, RuntimeError):
-                raise
-            layer = self.layers[k]
-            label = "Sequential" if isinstance(layer, Sequential) else repr(layer)
-            raise type(exc)(f"layer {k} ({label}): {exc}") from exc
-
-    def train(self, mode: bool = True) -> Sequential:
-        super().train(mode)
-        for layer in self.layers:
-            layer.train(mode)
-        return self
-
-    def __len__(self) -> int:
-        return len(self.layers)
-
-    def __getitem__(self, k: int) -> Layer:
-        return self.layers[k]
-
-    def __iter__(self) -> Iterator[Layer]:
-        return iter(self.layers)
-
-    def __repr__(self) -> str:
-        lines = [f"({k}): " + repr(layer).replace("\n", "\n  ") for k, layer in
-                 enumerate(self.layers)]
-        return "Sequential(" + "".join(f"\n  {line}" for line in lines) + "\n)"
