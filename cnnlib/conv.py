@@ -141,7 +141,11 @@ def conv2d_forward(
 
 @kernel
 def conv2d_forward_kernel(xp, w, b, sh, sw, dil_h, dil_w, out):
-    """out[n,f,i,j] = b[f] + Σ_m Σ_q Σ_c xp[n, c, i·sh + m·dil_h, j·sw + q·dil_w]·w[f,c,m,q]."""
+    """out[n,f,i,j] = b[f] + Σ_m Σ_q Σ_c xp[n, c, i·sh + m·dil_h, j·sw + q·dil_w]·w[f,c,m,q].
+
+    The lecture's Y(i,j) = Σ X(i+m, j+n, c)·W(m,n,c) + b with its column offset n written q here
+    (n is the sample), plus the batch, F filters, stride (sh, sw) and dilation (dil_h, dil_w).
+    """
     N, F, H_out, W_out = out.shape
     C, KH, KW = w.shape[1], w.shape[2], w.shape[3]
     for nf in prange(N * F):  # iteration (n, f) owns the output plane out[n, f]
