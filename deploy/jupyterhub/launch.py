@@ -86,19 +86,24 @@ def _free_base_port() -> int:
 
 
 @contextmanager
-def local_hub(state: Path, password: str | None = None, env: dict[str, str] | None = None,
+def local_hub(state: Path, password: str | None = None, env: dict[str, str | None] | None = None,
               python: str = sys.executable, timeout: float = 120) -> Iterator[Hub]:
     """Run ``jupyterhub -f jupyterhub_config.py`` with its state in ``state``; stop it after.
 
-    Stopping the hub stops every student's server (the hub's ``cleanup_servers``); anything
-    left of the process group is killed.
+    ``env`` is set on top of this process's environment (a value of None removes the
+    variable). Stopping the hub stops every student's server (the hub's ``cleanup_servers``);
+    anything left of them is killed.
     """
     state.mkdir(parents=True, exist_ok=True)
     port = _free_base_port()
     password = password or secrets.token_urlsafe(12)
     token = secrets.token_hex(32)
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTER")}
-    full_env.update(env or {})
+    for name, value in (env or {}).items():
+        if value is None:
+            full_env.pop(name, None)
+        else:
+            full_env[name] = value
     full_env.update(CNNLIB_HUB_DIR=str(state), CNNLIB_HUB_PORT=str(port),
                     CNNLIB_HUB_PASSWORD=password, CNNLIB_HUB_API_TOKEN=token,
                     CNNLIB_HUB_IP="127.0.0.1")
