@@ -1,0 +1,135 @@
+"""The deployment files agree with each other and with the local hub that the tests run.
+
+``deploy/jupyterhub/jupyterhub_config.py`` is what ``tests/test_hub.py`` and
+``benchmarks/bench_class.py`` run; Zero to JupyterHub's ``deploy/z2jh/config.yaml`` and The
+Littlest JupyterHub's ``deploy/tljh/`` must give students the same limits, the same culling and
+the same packages (nbgitpuller, the Japanese language pack), and JupyterLab the same class
+settings (``binder/overrides.json``), which must name settings JupyterLab really has.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from traitlets.config.loader import PyFileConfigLoader
+
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOY = ROOT / "deploy"
+sys.path.insert(0, str(DEPLOY / "jupyterhub"))
+import launch  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory):
+    """The local hub's configuration, as JupyterHub loads it."""
+    return launch.load_config(tmp_path_factory.mktemp("hub-config"))
+
+
+@pytest.fixture(scope="module")
+def z2jh() -> dict:
+    return yaml.safe_load((DEPLOY / "z2jh" / "config.yaml").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def tljh() -> dict:
+    return yaml.safe_load((DEPLOY / "tljh" / "config.yaml").read_text(encoding="utf-8"))
+
+
+def pins(path: Path) -> dict[str, str]:
+    found = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if "==" in line:
+            name, version = line.split("==", 1)
+            found[re.sub(r"[-_.]+", "-", name).lower()] = version
+    return found
+
+
+def test_local_hub_is_configured_like_kubespawner(local) -> None:
+    spawner = local.Spawner
+    assert local.JupyterHub.spawner_class == "simple"
+    assert 0 < spawner.cpu_guarantee <= spawner.cpu_limit
+    assert 0 < launch.to_bytes(spawner.mem_guarantee) <= launch.to_bytes(spawner.mem_limit)
+    assert spawner.cmd[-1].endswith("singleuser.py")  # enforces MEM_LIMIT
+    assert local.JupyterHub.authenticator_class == "shared-password"
+
+
+def test_z2jh_matches_local_hub(local, z2jh) -> None:
+    spawner, single = local.Spawner, z2jh["singleuser"]
+    assert single["cpu"]["limit"] == spawner.cpu_limit
+    assert single["cpu"]["guarantee"] == spawner.cpu_guarantee
+    assert launch.to_bytes(single["memory"]["limit"]) == launch.to_bytes(spawner.mem_limit)
+    assert (launch.to_bytes(single["memory"]["guarantee"])
+            == launch.to_bytes(spawner.mem_guarantee))
+    assert single["defaultUrl"] == spawner.default_url
+    assert single["startTimeout"] == spawner.start_timeout
+    # The Numba cache belongs to the image's user (repo2docker's --user-id in the comment).
+    text = (DEPLOY / "z2jh" / "config.yaml").read_text(encoding="utf-8")
+    assert f"--user-id {single['uid']}" in text
+    assert z2jh["cull"]["enabled"] is True and z2jh["cull"]["timeout"] > 0
+
+
+def test_tljh_matches_local_hub(local, tljh) -> None:
+    spawner = local.Spawner
+    assert tljh["limits"]["cpu"] == spawner.cpu_limit
+    assert launch.to_bytes(tljh["limits"]["memory"]) == launch.to_bytes(spawner.mem_limit)
+    extra = PyFileConfigLoader("cnnlib.py", path=str(DEPLOY / "tljh" / "jupyterhub_config.d"))
+    tljh_spawner = extra.load_config().Spawner
+    assert tljh_spawner.cpu_guarantee == spawner.cpu_guarantee
+    assert tljh_spawner.mem_guarantee == spawner.mem_guarantee
+    assert tljh_spawner.start_timeout == spawner.start_timeout
+    # install.sh sets exactly what config.yaml says.
+    script = (DEPLOY / "tljh" / "install.sh").read_text(encoding="utf-8")
+    assert f"tljh-config set limits.cpu {tljh['limits']['cpu']}" in script
+    assert f"tljh-config set limits.memory {tljh['limits']['memory']}" in script
+    for key, value in tljh["services"]["cull"].items():
+        assert f"tljh-config set services.cull.{key} {str(value).lower()}" in script
+    assert tljh_spawner.cmd[0] == "/opt/tljh/cnnlib/start"
+    assert '"$shared/start"' in script  # install.sh puts start where the config expects it
+
+
+def test_both_culls_agree(z2jh, tljh) -> None:
+    assert z2jh["cull"] == tljh["services"]["cull"]
+
+
+def test_same_packages_on_every_hub() -> None:
+    binder = pins(ROOT / "binder" / "requirements.txt")
+    hub = pins(DEPLOY / "jupyterhub" / "requirements.txt")
+    for name in ("nbgitpuller", "jupyterlab-language-pack-ja-jp"):
+        assert name in binder and name in hub, name
+        assert binder[name] == hub[name], (name, binder[name], hub[name])
+
+
+def test_class_settings_are_real_jupyterlab_settings() -> None:
+    """Every key of binder/overrides.json is a setting of the installed JupyterLab, and valid."""
+    schemas = Path(sys.prefix) / "share" / "jupyter" / "lab" / "schemas"
+    if not schemas.exists():
+        pytest.skip("JupyterLab is not installed in this Python: `pip install jupyterlab`")
+    overrides = json.loads((ROOT / "binder" / "overrides.json").read_text(encoding="utf-8"))
+    assert overrides["@jupyterlab/apputils-extension:notification"]["fetchNews"] == "false"
+    for plugin, values in overrides.items():
+        package, name = plugin.split(":")
+        schema = json.loads((schemas / package / f"{name}.json").read_text(encoding="utf-8"))
+        for key, value in values.items():
+            assert key in schema["properties"], f"{plugin} has no setting {key!r}"
+            prop = schema["properties"][key]
+            if "oneOf" in prop:
+                assert value in [choice["const"] for choice in prop["oneOf"]], (plugin, key)
+            else:
+                kind = {"boolean": bool, "string": str}[prop["type"]]
+                assert isinstance(value, kind), (plugin, key, value)
+
+
+def test_every_hub_installs_the_class_settings() -> None:
+    settings = "share/jupyter/lab/settings"
+    assert "binder/overrides.json" in (ROOT / "binder" / "postBuild").read_text()
+    assert settings in (ROOT / "binder" / "postBuild").read_text()
+    install = (DEPLOY / "tljh" / "install.sh").read_text()
+    assert "binder/overrides.json" in install and settings in install
+    assert '"binder" / "overrides.json"' in (DEPLOY / "jupyterhub" / "jupyterhub_config.py"
+                                              ).read_text()
