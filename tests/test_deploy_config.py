@@ -133,3 +133,62 @@ def test_every_hub_installs_the_class_settings() -> None:
     assert "binder/overrides.json" in install and settings in install
     assert '"binder" / "overrides.json"' in (DEPLOY / "jupyterhub" / "jupyterhub_config.py"
                                               ).read_text()
+
+
+# A cnnlib kernel, called once; prints how often Numba found it in a cache and compiled it.
+CALL_KERNEL = """
+import numpy as np
+from cnnlib.activations import _relu_forward_kernel, relu_forward
+relu_forward(np.ones(4))
+stats = _relu_forward_kernel.stats
+print(sum(stats.cache_hits.values()), sum(stats.cache_misses.values()))
+"""
+
+
+def test_tljh_start_gives_each_student_the_compiled_numba_cache(tmp_path_factory) -> None:
+    """As a student's own Unix account (``nobody``), ``deploy/tljh/start`` makes the kernels that
+    root compiled load from the cache; without it Numba compiles them again (the control)."""
+    import os
+    import shutil
+    import subprocess
+    import tempfile
+
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv (util-linux) to run as another Unix account")
+    base = Path(tempfile.mkdtemp(prefix="tljh-cache-"))
+    try:
+        base.chmod(0o755)
+        shared, home = base / "shared", base / "home"
+        home.mkdir()
+        os.chown(home, 65534, 65534)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("NUMBA", "PYTHON"))}
+        env["PYTHONPATH"] = str(ROOT)
+        as_root = subprocess.run([sys.executable, "-c", CALL_KERNEL], capture_output=True,
+                                 text=True, env={**env, "NUMBA_CACHE_DIR": str(shared)},
+                                 cwd=base, timeout=300)
+        assert as_root.returncode == 0, as_root.stderr
+        subprocess.run(["chmod", "-R", "a+rX", str(shared)], check=True)
+        # The student's account: nobody, which may read everything (CAP_DAC_READ_SEARCH, since
+        # this machine's Python may live in root's home; on a TLJH server /opt/tljh/user is
+        # readable by all) but write only its own home.
+        student = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                   "--inh-caps=-all,+dac_read_search", "--ambient-caps=-all,+dac_read_search"]
+        probe = subprocess.run([*student, sys.executable, "-c", "import cnnlib"], cwd=base,
+                               env={**env, "HOME": str(home)}, capture_output=True, text=True)
+        if probe.returncode:
+            pytest.skip(f"this Python or checkout is not readable by other accounts: "
+                        f"{probe.stderr.strip()[-200:]}")
+
+        def as_student(*start: str) -> tuple[int, int]:
+            done = subprocess.run(
+                [*student, *start, sys.executable, "-c", CALL_KERNEL], cwd=base, timeout=300,
+                env={**env, "HOME": str(home), "CNNLIB_NUMBA_CACHE": str(shared)},
+                capture_output=True, text=True)
+            assert done.returncode == 0, done.stderr
+            hits, misses = done.stdout.split()
+            return int(hits), int(misses)
+
+        assert as_student() == (0, 1), "control: without start, Numba should compile again"
+        assert as_student(str(DEPLOY / "tljh" / "start")) == (1, 0)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
