@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -192,3 +193,31 @@ def test_tljh_start_gives_each_student_the_compiled_numba_cache(tmp_path_factory
         assert as_student(str(DEPLOY / "tljh" / "start")) == (1, 0)
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+# A server whose child (the "kernel") takes 200 MB and waits; the server reports how it ended.
+GREEDY_SERVER = """
+import subprocess, sys
+child = subprocess.Popen([sys.executable, "-c",
+                          "import time; x = b'1' * (200 << 20); time.sleep(60)"])
+print(child.wait())
+"""
+
+
+@pytest.mark.parametrize("limit_mb", [100, 0])
+def test_singleuser_enforces_the_memory_limit(limit_mb: int, capfd) -> None:
+    """Over MEM_LIMIT the largest process is killed, as a container's OOM killer would."""
+    import singleuser
+
+    start = time.monotonic()
+    if limit_mb:
+        assert singleuser.watch([sys.executable, "-c", GREEDY_SERVER], limit_mb << 20) == 0
+        out, err = capfd.readouterr()
+        assert out.strip() == "-9", out  # the child was killed, the server went on
+        assert "memory limit" in err
+        assert time.monotonic() - start < 30
+    else:  # control: without a limit nothing is killed (a shorter wait, then a clean exit)
+        quick = GREEDY_SERVER.replace("time.sleep(60)", "time.sleep(2)")
+        assert singleuser.watch([sys.executable, "-c", quick], 0) == 0
+        out, err = capfd.readouterr()
+        assert out.strip() == "0" and "memory limit" not in err

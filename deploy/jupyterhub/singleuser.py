@@ -34,23 +34,21 @@ def tree_rss(root: psutil.Process) -> list[tuple[int, psutil.Process]]:
     return found
 
 
-def main() -> int:
-    limit = int(os.environ.get("MEM_LIMIT") or 0)
-    command = shutil.which("jupyterhub-singleuser", path=os.path.dirname(sys.executable))
-    server = subprocess.Popen([command or "jupyterhub-singleuser", *sys.argv[1:]])
+def watch(command: list[str], limit: int) -> int:
+    """Run ``command``; while it runs, kill the largest process of its tree when the tree's
+    resident memory exceeds ``limit`` bytes (0: no limit). Returns its exit code."""
+    server = subprocess.Popen(command)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda signum, _: server.send_signal(signum))
     root = psutil.Process(server.pid)
     while server.poll() is None:
         time.sleep(POLL_S)
-        if not limit:
-            continue
-        used = tree_rss(root)
+        used = tree_rss(root) if limit else []
         total = sum(rss for rss, _ in used)
-        if total > limit and len(used) > 1:
+        if total > limit and used:
+            # As the kernel's OOM killer in a container: the largest process goes (normally the
+            # notebook's kernel; if it is the server itself, the student's server ends).
             rss, biggest = max(used, key=lambda pair: pair[0])
-            if biggest.pid == server.pid:  # the server itself: Kubernetes would end it all
-                biggest = root
             print(f"singleuser.py: memory limit {limit} B exceeded ({total} B): killing "
                   f"pid {biggest.pid} ({rss} B) as the OOM killer would", file=sys.stderr,
                   flush=True)
@@ -59,6 +57,12 @@ def main() -> int:
             except psutil.Error:
                 pass
     return server.returncode
+
+
+def main() -> int:
+    command = shutil.which("jupyterhub-singleuser", path=os.path.dirname(sys.executable))
+    return watch([command or "jupyterhub-singleuser", *sys.argv[1:]],
+                 int(os.environ.get("MEM_LIMIT") or 0))
 
 
 if __name__ == "__main__":
