@@ -19,7 +19,9 @@ as a browser would:
    ``display_data`` for the explorer's output), with a think time of 0.5–2 s between moves.
 
 Per N: Run-All time, slider latency (p50, p95; the browser then draws the PNG, which is not
-included), CPU seconds and resident memory per student (server + kernel, the peak of the sum),
+included), CPU per student (seconds for Run All, milliseconds per slider move, and cores used
+while moving sliders, think time included) and resident memory per student (server + kernel,
+the peak of the sum),
 and failures: servers that did not start, pulls that failed, kernels that died, cells that
 raised, slider moves that sent no picture within 30 s. Without ``--sync`` each student moves
 sliders as soon as their own Run All is over, while others may still be starting (the first
@@ -415,6 +417,8 @@ def one_class(n: int, policy: str, repo: Path, cells: list[str], think: tuple[fl
         "cpu_run_all": median([s.cpu_run_all_s for s in students]),
         "cores_moves": median([s.cpu_moves_s / s.moves_wall_s for s in students
                                if s.moves_wall_s == s.moves_wall_s]),
+        "cpu_ms_move": median([1000 * s.cpu_moves_s / len(s.moves_ms) for s in students
+                               if s.moves_ms]),
         "mem_p50": median([s.peak_rss / 2**20 for s in students if s.peak_rss]),
         "mem_max": max((s.peak_rss / 2**20 for s in students), default=0),
     }
@@ -447,7 +451,8 @@ def main() -> int:
         results = []
         header = (f"{'policy':<18} {'N':>3} {'fail':>4} {'spawn p50/max s':>16} "
                   f"{'run-all p50/max s':>18} {'slider p50/p95/max ms':>22} "
-                  f"{'CPU s run-all':>13} {'cores sliding':>13} {'MB p50/max':>12} "
+                  f"{'CPU s run-all':>13} {'CPU ms/move':>11} {'cores sliding':>13} "
+                  f"{'MB p50/max':>12} "
                   f"{'wall s':>7} {'load before→after':>18}")
         print(header)
         for policy in args.policy:
@@ -459,7 +464,8 @@ def main() -> int:
                       f"{r['spawn_p50']:>7.1f}/{r['spawn_max']:<8.1f} "
                       f"{r['run_all_p50']:>8.1f}/{r['run_all_max']:<9.1f} "
                       f"{r['slider_p50']:>7.0f}/{r['slider_p95']:.0f}/{r['slider_max']:<6.0f} "
-                      f"{r['cpu_run_all']:>13.1f} {r['cores_moves']:>13.2f} "
+                      f"{r['cpu_run_all']:>13.1f} {r['cpu_ms_move']:>11.0f} "
+                      f"{r['cores_moves']:>13.2f} "
                       f"{r['mem_p50']:>5.0f}/{r['mem_max']:<6.0f} {r['wall_s']:>7.0f} "
                       f"{r['load_before'][0]:>8.2f}→{r['load_after'][0]:<.2f}", flush=True)
                 for failure in r["failures"][:10]:
