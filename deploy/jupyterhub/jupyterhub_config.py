@@ -33,11 +33,15 @@ STATE = Path(os.environ.get("CNNLIB_HUB_DIR") or ROOT / "artifacts" / "hub").res
 IP = os.environ.get("CNNLIB_HUB_IP", "127.0.0.1")
 PORT = int(os.environ.get("CNNLIB_HUB_PORT", "8000"))
 
-# Per student, as KubeSpawner sets them (z2jh: singleuser.cpu / singleuser.memory).
+# Per student, as KubeSpawner sets them (z2jh: singleuser.cpu / singleuser.memory). Measured
+# (benchmarks/bench_class.py, README): server + kernel hold about 400 MB after notebook 01, and a
+# slider move costs about 0.13 CPU seconds; notebook 06, which trains on all of Fashion-MNIST,
+# took its kernel to 1.23 GB, hence a 2 GB limit. One CPU at most, so that a student's Run All
+# is quick when the machine has room; a tenth reserved, what a student moving sliders uses.
 CPU_LIMIT = 1.0
 CPU_GUARANTEE = 0.1
-MEM_LIMIT = "1G"
-MEM_GUARANTEE = "512M"
+MEM_LIMIT = "2G"
+MEM_GUARANTEE = "1G"
 # The page a student lands on after logging in (nbgitpuller links bring their own).
 DEFAULT_URL = "/lab"
 

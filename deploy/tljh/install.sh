@@ -41,7 +41,7 @@ fi
 
 cp "$repo/deploy/tljh/jupyterhub_config.d/cnnlib.py" /opt/tljh/config/jupyterhub_config.d/
 tljh-config set limits.cpu 1.0
-tljh-config set limits.memory 1G
+tljh-config set limits.memory 2G
 tljh-config set user_environment.default_app jupyterlab
 tljh-config set services.cull.enabled true
 tljh-config set services.cull.timeout 3600

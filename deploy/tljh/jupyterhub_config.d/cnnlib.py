@@ -9,5 +9,5 @@ c = get_config()  # noqa: F821  (defined by JupyterHub when it loads this file)
 
 c.Spawner.cmd = ["/opt/tljh/cnnlib/start", "jupyterhub-singleuser"]
 c.Spawner.cpu_guarantee = 0.1
-c.Spawner.mem_guarantee = "512M"
+c.Spawner.mem_guarantee = "1G"
 c.Spawner.start_timeout = 300
