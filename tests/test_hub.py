@@ -104,6 +104,7 @@ def pull_link(hub: launch.Hub, repo: Path) -> str:
 
 def click_link(page, link: str):
     """Click the link as a student would, from a page that shows it; return the notebook panel."""
+    page.goto("about:blank")  # a page of its own, with nothing of the hub's running in it
     page.set_content(f'<a id="course" href="{link}">01 畳み込み層</a>')
     page.click("#course")
     page.wait_for_function(JS_PANEL_ID, timeout=SPAWN_TIMEOUT_MS)
