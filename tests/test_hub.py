@@ -143,6 +143,9 @@ def test_student_path_through_the_hub(browser, hub: launch.Hub, upstream: Path) 
         assert not report.problems, _explain(report)
         assert report.explorers, "no explorer was moved"
         move_kernel_size(page, panel)
+        # Without binder/overrides.json, JupyterLab asks within seconds of opening whether to
+        # fetch Jupyter news (a toast; seen by hand with JupyterLab 4.6). Not over a class.
+        assert page.locator(".Toastify__toast", has_text="news").count() == 0
 
         # 4. The student's answer, saved; the instructor's push; the link again.
         assert page.evaluate(JS_SET_SOURCE, [ANSWER_CELL, STUDENT_ANSWER]), "no answer cell"
