@@ -73,6 +73,9 @@ def test_z2jh_matches_local_hub(local, z2jh) -> None:
     text = (DEPLOY / "z2jh" / "config.yaml").read_text(encoding="utf-8")
     assert f"--user-id {single['uid']}" in text
     assert z2jh["cull"]["enabled"] is True and z2jh["cull"]["timeout"] > 0
+    hub = z2jh["hub"]["config"]
+    assert hub["JupyterHub"]["authenticator_class"] == local.JupyterHub.authenticator_class
+    assert hub["SharedPasswordAuthenticator"]["user_password"] is None  # set by the instructor
 
 
 def test_tljh_matches_local_hub(local, tljh) -> None:
