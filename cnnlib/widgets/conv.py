@@ -447,7 +447,8 @@ def check_my_conv2d(fn: Callable) -> Feedback:
                           "一致します")
 
 
-DROPPED_ROWS = {"H": 10, "K": 3, "S": 2}  # 演習 5: the windows overlap, only the last row is left out
+# 演習 5: the windows overlap, only the last row is left out
+DROPPED_ROWS = {"H": 10, "K": 3, "S": 2}
 
 
 def window_rows(h: int, k: int, s: int) -> tuple[list[tuple[int, int]], list[int]]:
