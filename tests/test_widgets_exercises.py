@@ -10,7 +10,7 @@ from cnnlib.widgets.conv import DROPPED_ROWS, check_dropped_rows, window_rows
 
 
 def conv_forward(x, w, b, stride, padding):
-    n_, c_, h, wd = x.shape
+    n_, _, h, wd = x.shape
     f_, _, k, _ = w.shape
     xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
     ho, wo = (h + 2 * padding - k) // stride + 1, (wd + 2 * padding - k) // stride + 1
@@ -64,7 +64,7 @@ def pool_backward(dout, x, pool, stride):
 
 
 def conv_dx(delta, w):
-    f_, c_, k, _ = w.shape
+    _, c_, k, _ = w.shape
     padded = np.pad(delta, ((0, 0), (k - 1, k - 1), (k - 1, k - 1)))
     flipped = w[:, :, ::-1, ::-1]
     h, wd = delta.shape[1] + k - 1, delta.shape[2] + k - 1
@@ -111,7 +111,7 @@ def _off_by_one(x, w, b, stride, padding):
 
 
 def _db_one_sample(dout, x, w, b, stride, padding):
-    dx, dw, db = conv_backward(dout, x, w, b, stride, padding)
+    dx, dw, _ = conv_backward(dout, x, w, b, stride, padding)
     return dx, dw, dout[0].sum(axis=(1, 2))
 
 
@@ -253,7 +253,7 @@ def test_window_rows_geometry():
 
 
 def test_dropped_rows_explanation_matches_the_geometry(capsys):
-    windows, unused = window_rows(DROPPED_ROWS["H"], DROPPED_ROWS["K"], DROPPED_ROWS["S"])
+    _, unused = window_rows(DROPPED_ROWS["H"], DROPPED_ROWS["K"], DROPPED_ROWS["S"])
     assert unused == [DROPPED_ROWS["H"] - 1]          # exactly one right answer: only the last
     fb = check_dropped_rows("b")
     assert fb and "0〜2、2〜4、4〜6、6〜8" in fb.text and "9 行目" in fb.text
