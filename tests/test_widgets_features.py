@@ -96,4 +96,4 @@ def test_shipped_cnn_loads_and_classifies():
     model, accuracy = wf.load_feature_cnn()
     assert accuracy > 0.8
     assert wf.WEIGHTS.stat().st_size < 300_000
-    assert [p.shape for p in model.params.values()][0] == (8, 1, 3, 3)
+    assert model.params["0.w"].shape == (8, 1, 3, 3)
