@@ -142,9 +142,9 @@ def test_every_hub_installs_the_class_settings() -> None:
 # A cnnlib kernel, called once; prints how often Numba found it in a cache and compiled it.
 CALL_KERNEL = """
 import numpy as np
-from cnnlib.activations import _relu_forward_kernel, relu_forward
+from cnnlib.activations import relu_forward_kernel, relu_forward
 relu_forward(np.ones(4))
-stats = _relu_forward_kernel.stats
+stats = relu_forward_kernel.stats
 print(sum(stats.cache_hits.values()), sum(stats.cache_misses.values()))
 """
 

@@ -372,20 +372,45 @@ def check_my_conv2d(fn: Callable) -> Feedback:
                                  "cnnlib.conv.conv2d_forward と一致します")
 
 
+# 演習 5: the windows overlap, only the last row is left out
+DROPPED_ROWS = {"H": 10, "K": 3, "S": 2}
+
+
+def window_rows(h: int, k: int, s: int) -> tuple[list[tuple[int, int]], list[int]]:
+    """The rows (first, last) each whole window covers (padding 0, dilation 1), and the rows
+    that no window covers; e.g. H=10, K=3, S=4 → [(0, 2), (4, 6)] and [3, 7, 8, 9]."""
+    windows = [(i * s, i * s + k - 1) for i in range(conv_output_size(h, k, s))]
+    covered = {r for first, last in windows for r in range(first, last + 1)}
+    return windows, [r for r in range(h) if r not in covered]
+
+
 @exercise
 def check_dropped_rows(answer: object) -> Feedback:
-    """演習 5 (explain): why does H = 10, K = 3, S = 4 lose rows? Answer "a", "b" or "c"."""
+    """演習 5 (explain): why does H = 10, K = 3, S = 2 leave the last row out? "a", "b" or "c".
+
+    The explanation is computed from the geometry (``window_rows``), so it cannot drift from it.
+    """
+    h, k, s = DROPPED_ROWS["H"], DROPPED_ROWS["K"], DROPPED_ROWS["S"]
+    windows, unused = window_rows(h, k, s)
+    spans = "、".join(f"{a}〜{b}" for a, b in windows)
+    nxt = len(windows) * s
+    _, gaps = window_rows(h, k, k + 1)
     return check_choice(
         answer, right="b",
-        explanation="ウィンドウは 0 行目と 4 行目から始まり、0〜6 行目を覆います。"
-                    "次のウィンドウは 8 行目から始まり 8〜10 行目が必要ですが、"
-                    "10 行目はありません。そのため 7〜9 行目は、入力に収まるウィンドウ"
-                    "（whole window）のどれにも入りません",
-        hints=dict.fromkeys("ac", "エクスプローラーで tiny の画像を選び、S = 4 にして"
-                                  "試してみましょう"))
+        explanation=f"ウィンドウ（window）は {spans} 行目を覆い、隣どうしが重なるので"
+                    f"途中に抜けはありません。次のウィンドウは {nxt} 行目から始まり "
+                    f"{nxt}〜{nxt + k - 1} 行目が必要ですが、行は 0〜{h - 1} 行目までしか"
+                    f"ないので、式の切り捨て（floor）でそのウィンドウごと捨てられ、"
+                    f"{'、'.join(map(str, unused))} 行目はどのウィンドウにも入りません",
+        hints={"a": f"P = 0 なのでパディングはどこにもありません。{spans} 行目を覆うウィンドウの"
+                    "次のウィンドウがどこから始まるかを考えましょう",
+               "c": f"S = {s} は K = {k} より小さいので、ウィンドウは重なり、行を飛ばしません。"
+                    f"（S > K のとき、例えば S = {k + 1} なら {'、'.join(map(str, gaps))} 行目が"
+                    "使われず、途中の行も飛ばされます。）使われないのは最後の行だけです"})
 
 
 __all__ = [
+    "DROPPED_ROWS",
     "FILTERS",
     "IMAGES",
     "check_conv_params",
@@ -403,4 +428,5 @@ __all__ = [
     "output_size_formula",
     "show_edges_and_lines",
     "show_filter_bank",
+    "window_rows",
 ]
