@@ -125,6 +125,19 @@ __all__ = [
     "MIN_KERNEL",
     "SIGNED",
     "conv_gray",
+    "edge_and_line_filters",
     "explorer_image",
     "make_filter",
 ]
+
+
+def edge_and_line_filters() -> tuple[np.ndarray, list[str]]:
+    """Six 3×3 filters that respond to edges and thin lines, as ``w`` (6, 1, 3, 3) and names
+    (English keys; ``show_edges_and_lines`` draws them as the Japanese ``LINE_LABELS``)."""
+    h_line = np.array([[-1.0, -1, -1], [2, 2, 2], [-1, -1, -1]])
+    diag = np.array([[2.0, -1, -1], [-1, 2, -1], [-1, -1, 2]])
+    filters = [(make_filter("sobel x", 3), "vertical edge"),
+               (make_filter("sobel y", 3), "horizontal edge"),
+               (h_line.T, "vertical line"), (h_line, "horizontal line"),
+               (diag, "diagonal line \\"), (diag[:, ::-1], "diagonal line /")]
+    return np.array([f for f, _ in filters])[:, None], [name for _, name in filters]

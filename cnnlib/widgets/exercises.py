@@ -33,7 +33,7 @@ from cnnlib.pool import (
     max_pool2d_backward,
     max_pool2d_forward,
 )
-from cnnlib.widgets._base import Feedback, feedback, is_placeholder
+from cnnlib.widgets._base import Feedback, exercise, feedback, is_placeholder
 
 # --------------------------------------------------------------------------- shared helpers
 
@@ -161,6 +161,7 @@ def _dx_variants(delta: np.ndarray, w: np.ndarray) -> dict[str, np.ndarray]:
     return {"no_flip": no_flip, "first_only": first_only}
 
 
+@exercise
 @_never_raises
 @_unanswered_ok
 def check_conv_dx(fn: Callable) -> Feedback:
@@ -218,6 +219,7 @@ def avg_pool_exercise_answer() -> np.ndarray:
     return avg_pool2d_backward(AVGPOOL_EX_DOUT[None, None], cache)[0, 0]
 
 
+@exercise
 @_never_raises
 def check_max_pool_backward_by_hand(answer: object) -> Feedback:
     """演習: ∂L/∂X (4×4) of 2×2 max pooling (stride 2) of MAXPOOL_EX_X, δ = MAXPOOL_EX_DOUT."""
@@ -244,6 +246,7 @@ def check_max_pool_backward_by_hand(answer: object) -> Feedback:
                            "最大値の位置なら δ、それ以外は 0 です")
 
 
+@exercise
 @_never_raises
 def check_avg_pool_backward_by_hand(answer: object) -> Feedback:
     """演習: ∂L/∂X (3×3) of 2×2 average pooling with stride 1 (overlapping) for AVGPOOL_EX_DOUT."""
@@ -300,6 +303,7 @@ def _window_text(i: int, j: int, k: int, stride: int, padding: int) -> str:
             "（負の添字と範囲外はパディングの 0）")
 
 
+@exercise
 @_never_raises
 @_unanswered_ok
 def check_conv_forward(fn: Callable) -> Feedback:
@@ -352,6 +356,7 @@ def _conv_loss_of(key: str, arrays: dict[str, np.ndarray], dout: np.ndarray, str
     return float(np.sum(out * dout))
 
 
+@exercise
 @_never_raises
 @_unanswered_ok
 def check_conv_backward(fn: Callable) -> Feedback:
@@ -415,6 +420,7 @@ def _pool_case(index: int) -> tuple[str, np.ndarray, int, int]:
     return f"ケース {index + 1}: x {x.shape}, pool={pool}, stride={stride}", x, pool, stride
 
 
+@exercise
 @_never_raises
 @_unanswered_ok
 def check_max_pool_forward(fn: Callable) -> Feedback:
@@ -451,6 +457,7 @@ def _pool_loss(dout: np.ndarray, pool: int, stride: int, x: np.ndarray) -> float
     return float(np.sum(max_pool2d_forward(x, pool, stride=stride)[0] * dout))
 
 
+@exercise
 @_never_raises
 @_unanswered_ok
 def check_max_pool_backward(fn: Callable) -> Feedback:

@@ -24,12 +24,13 @@ from cnnlib.widgets._base import (
     Explorer,
     Feedback,
     dropdown,
+    exercise,
     feedback,
     float_slider,
     int_slider,
     number_answer,
 )
-from cnnlib.widgets.conv import edge_and_line_filters
+from cnnlib.widgets._images import edge_and_line_filters
 
 IMAGES = ("noise", "photo")
 HAND_X = np.arange(9.0).reshape(3, 3)                 # 01 §1's X
@@ -129,6 +130,7 @@ def hand_gradient() -> np.ndarray:
     return conv2d_backward(out - y, cache)[1][0, 0]
 
 
+@exercise
 def check_kernel_gradient(answer: object) -> Feedback:
     """演習: ∂L/∂W(0, 1) of the hand example (W = 0, L = ½·Σ E²): −432."""
     value, verdict = number_answer(answer, example="-100")

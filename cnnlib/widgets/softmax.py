@@ -23,11 +23,12 @@ from cnnlib.losses import softmax, softmax_cross_entropy
 from cnnlib.widgets._base import (
     Explorer,
     Feedback,
+    call_student,
     dropdown,
+    exercise,
     feedback,
     float_slider,
     is_placeholder,
-    run_student,
 )
 
 HAND_LOGITS = np.array([2.0, 1.0, 0.0])  # the worked example: right class 0
@@ -97,6 +98,7 @@ def _as_numbers(value: object, size: int | None = None) -> np.ndarray | None:
     return arr
 
 
+@exercise
 def check_softmax_by_hand(answer: object) -> Feedback:
     """演習: z = (0, ln 2, ln 5), y = 1 → answer ``(L, [∂L/∂z_0, ∂L/∂z_1, ∂L/∂z_2])``."""
     try:
@@ -154,6 +156,7 @@ def _cases() -> list[tuple[str, np.ndarray, np.ndarray]]:
     ]
 
 
+@exercise
 def check_softmax_cross_entropy(fn: Callable) -> Feedback:
     """演習: ``fn(z (N, K), y (N,)) -> (loss, dz)``, loss the batch mean, dz = (p − y) / N."""
     try:
@@ -161,9 +164,11 @@ def check_softmax_cross_entropy(fn: Callable) -> Feedback:
             return feedback(None)
         for name, z, y in _cases():
             with np.errstate(all="ignore"):  # an overflow is reported below, not warned about
-                got, verdict = run_student(lambda a, b: _pair(fn(a.copy(), b.copy())), z, y)
+                got, verdict = call_student(lambda a, b: _pair(fn(a.copy(), b.copy())), z, y)
             if verdict is not None:
                 return verdict
+            if got is None:
+                return feedback(None)
             if got.shape != (1 + z.size,):
                 return feedback(False, f"{name}: (loss, dz) の組を返してください。"
                                        f"loss は 1 つの数、dz は z と同じ形 {z.shape} です")
