@@ -27,22 +27,18 @@ from cnnlib import layers, norm
 from cnnlib.data import make_shapes, sample_image
 from cnnlib.losses import softmax_cross_entropy
 from cnnlib.optim import SGD
-from cnnlib.widgets._base import (
-    Explorer,
+from cnnlib.widgets._answers import (
     Feedback,
     array_answer,
-    check_cases,
     check_choice,
-    compare_student_array,
-    dropdown,
+    check_function,
+    check_number,
     exercise,
     feedback,
-    float_slider,
-    int_slider,
     is_placeholder,
-    number_answer,
     numbers_answer,
 )
+from cnnlib.widgets._base import Explorer, dropdown, float_slider, int_slider
 
 CHANNELS = ("R", "G", "B")
 
@@ -520,35 +516,26 @@ def check_bn_by_hand(answer: object) -> Feedback:
 def check_batch_norm(fn: Callable) -> Feedback:
     """Exercise 2: ``fn(x, gamma, beta, eps)`` = training-mode batch norm, vs. cnnlib's."""
     rng = np.random.default_rng(3)
-
-    def run_case(shape: tuple) -> Feedback | None:
+    cases = []
+    for shape in [(4, 3, 5, 5), (2, 2, 3, 4), (1, 4, 6, 6)]:
         x = rng.normal(2.0, 3.0, shape)
-        gamma, beta = rng.standard_normal(shape[1]), rng.standard_normal(shape[1])
-        want = norm.batch_norm_forward(x, gamma, beta, 1e-5)[0]
-        return compare_student_array(
-            fn, (x.copy(), gamma.copy(), beta.copy(), 1e-5), want, rtol=1e-6, atol=1e-8,
-            shape_message="出力の形は x と同じ {want} のはずですが {got} でした。",
-            value_message=f"形 {shape} で値が一致しません。平均と分散を取る軸は"
-                          "チャネルごとに (N, H, W)、つまり axis=(0, 2, 3) です。")
-
-    return check_cases([(4, 3, 5, 5), (2, 2, 3, 4), (1, 4, 6, 6)], run_case,
-                       "チャネルごとに (N, H, W) で平均と分散を取り、γ, β で戻します。")
+        cases.append((x, rng.standard_normal(shape[1]), rng.standard_normal(shape[1]), 1e-5))
+    return check_function(
+        fn, lambda *args: norm.batch_norm_forward(*args)[0], cases, rtol=1e-6, atol=1e-8,
+        shape_message="出力の形は x と同じ {want} のはずですが {got} でした。",
+        value_message="形 {0.shape} で値が一致しません。平均と分散を取る軸は"
+                      "チャネルごとに (N, H, W)、つまり axis=(0, 2, 3) です。",
+        success="チャネルごとに (N, H, W) で平均と分散を取り、γ, β で戻します。")
 
 
 @exercise
 def check_gn_count(answer: object) -> Feedback:
     """Exercise 3: how many values share one mean in GroupNorm with N=8, C=32, H=W=16, G=4."""
-    value, verdict = number_answer(answer, whole=True)
-    if verdict is not None:
-        return verdict
     want = (32 // 4) * 16 * 16
-    if value == want:
-        return feedback(True, f"C/G·H·W = 8·16·16 = {want}。N には依存しません。")
-    if value == 8 * want:
-        return feedback(False, "GroupNorm はサンプルごとに正規化します。N を掛ける必要は？")
-    if value == 8 * 16 * 16:
-        return feedback(False, "それは BatchNorm の 1 チャネル分 (N·H·W) です。")
-    return feedback(False, "1 つのグループには C/G 枚の H×W の特徴マップがあります。")
+    return check_number(answer, want, f"C/G·H·W = 8·16·16 = {want}。N には依存しません。",
+                        {8 * want: "GroupNorm はサンプルごとに正規化します。N を掛ける必要は？",
+                         8 * 16 * 16: "それは BatchNorm の 1 チャネル分 (N·H·W) です。"},
+                        "1 つのグループには C/G 枚の H×W の特徴マップがあります。")
 
 
 @exercise
