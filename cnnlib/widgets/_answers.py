@@ -12,13 +12,14 @@ Japanese, never a traceback and never a false "correct":
 
 All of them return ``(value, None)`` or ``(None, feedback)``, print through :func:`feedback`,
 and treat ``None`` / ``...`` (the placeholder in the committed notebook) as "not answered yet".
-Most exercises are one of three kinds, each judged by one table-driven helper:
+Most exercises are one of four kinds, each judged by one table-driven helper:
 
 * "compute a number": :func:`check_number` (several numbers: :func:`check_numbers`), with the
   right value, the text for it, a table of typical wrong values with their hints, and a hint
   for everything else;
 * "implement this function": :func:`check_function`, with a reference function and a list of
   input cases (the messages name a case by its arguments, ``{0}``, ``{1.shape}``, …);
+* "compute this small matrix by hand": :func:`check_array`;
 * "explain, a / b / c": :func:`check_choice`.
 
 ``tests/test_widgets_checkers.py`` finds every checker and feeds it a grid of bad answers.
@@ -393,6 +394,21 @@ def check_number(answer: object, right: float, correct: str, wrong: Hints,
     return _judge(value, right, correct, wrong, otherwise, rtol)
 
 
+def check_array(answer: object, want: np.ndarray, what: str) -> Feedback:
+    """Judge a "compute this small array by hand" exercise, read with :func:`array_answer`:
+    correct when every value is close to ``want``; otherwise the first wrong position is named.
+    ``what`` names the operation (the answer is called "{what}の結果")."""
+    got, verdict = array_answer(answer, want.shape, f"{what}の結果")
+    if verdict is not None:
+        return verdict
+    wrong = np.argwhere(~np.isclose(got, want))
+    if len(wrong):
+        i, j = wrong[0]
+        return feedback(False, f"{len(wrong)} 個の値が違います（values differ）。たとえば行 {i}、"
+                               f"列 {j} です（0 から数えます）")
+    return feedback(True, f"{what}の結果 = {want.tolist()}")
+
+
 def check_numbers(answer: object, names: Sequence[str], right: tuple, correct: str,
                   wrong: Hints, otherwise: str, *, whole: bool = True) -> Feedback:
     """:func:`check_number` for an answer of several numbers (a tuple, read with
@@ -411,6 +427,7 @@ __all__ = [
     "Feedback",
     "array_answer",
     "call_student",
+    "check_array",
     "check_cases",
     "check_choice",
     "check_function",

@@ -43,28 +43,8 @@ import numba
 from matplotlib.figure import Figure
 
 from cnnlib.viz import in_notebook
-from cnnlib.widgets._answers import (  # noqa: F401  (re-exported: the older import path)
-    MAX_ELEMENTS,
-    MAX_NUMBER,
-    RUN_ERROR,
-    SAFETY_NET,
-    Feedback,
-    array_answer,
-    call_student,
-    check_cases,
-    check_choice,
-    check_function,
-    check_number,
-    check_numbers,
-    choice_answer,
-    compare_student_array,
-    exercise,
-    feedback,
-    is_placeholder,
-    number_answer,
-    numbers_answer,
-    run_student,
-)
+from cnnlib.widgets import _answers
+from cnnlib.widgets._answers import *  # noqa: F403  (re-exported: the older import path)
 
 Compute = Callable[..., Any]
 Draw = Callable[[Any], Figure | None]
@@ -197,27 +177,10 @@ def dropdown(options: Sequence[str], value: str, description: str,
 
 
 __all__ = [
-    "MAX_ELEMENTS",
-    "SAFETY_NET",
     "Explorer",
-    "Feedback",
-    "array_answer",
-    "call_student",
-    "check_cases",
-    "check_choice",
-    "check_function",
-    "check_number",
-    "check_numbers",
-    "choice_answer",
-    "compare_student_array",
     "dropdown",
-    "exercise",
-    "feedback",
     "float_slider",
     "int_slider",
-    "is_placeholder",
-    "number_answer",
-    "numbers_answer",
-    "run_student",
     "set_range",
+    *_answers.__all__,
 ]

@@ -1,7 +1,8 @@
-"""The images and filters that several notebooks' widgets share (01, 00 and 02 use them).
+"""The images and filters that several notebooks' widgets share (00 to 03 use them).
 
 * ``FILTERS`` / ``make_filter(name, k)``: k×k filters by name (identity, blurs, Sobel, …).
 * ``IMAGES`` / ``explorer_image(name)``: the grey photograph and crops of it.
+* ``photo_batch(n, size)``: a colour mini-batch of random crops of the photograph.
 * ``conv_gray(img, w, …)``: one grey image convolved with one filter through ``cnnlib.conv``.
 Topic modules import these from here, never from each other.
 """
@@ -107,6 +108,19 @@ def explorer_image(name: str = "photo", size: int = EXPLORER_SIZE) -> np.ndarray
                      f"次から選んでください: {', '.join(IMAGES)}")
 
 
+def photo_batch(n: int = 8, size: int = 32, seed: int = 0) -> np.ndarray:
+    """``n`` random ``size``×``size`` crops of the photograph: (n, 3, size, size) float64 in [0, 1].
+
+    The photo is scaled to a height of 160 pixels first, so a crop shows a recognisable part
+    (face, cap, flag, background). The same seed gives the same crops.
+    """
+    photo = _photo(False, 160).astype(np.float64).transpose(2, 0, 1)  # (3, H, W)
+    rng = np.random.default_rng(seed)
+    top = rng.integers(0, photo.shape[1] - size + 1, n)
+    left = rng.integers(0, photo.shape[2] - size + 1, n)
+    return np.stack([photo[:, t:t + size, s:s + size] for t, s in zip(top, left, strict=True)])
+
+
 def conv_gray(img: np.ndarray, w: np.ndarray, stride: int = 1, padding: int = 0,
               dilation: int = 1) -> np.ndarray:
     """Convolve one grey (H, W) image with one (k, k) filter via ``cnnlib.conv``; (H_out, W_out)."""
@@ -127,4 +141,5 @@ __all__ = [
     "conv_gray",
     "explorer_image",
     "make_filter",
+    "photo_batch",
 ]

@@ -11,6 +11,8 @@
 * ``descend`` / ``learning_rate_explorer()`` / ``plot_learning_rates``: W ← W − η·∂L/∂W on a
   toy quadratic loss.
 * ``check_…``: the notebook's exercises.
+``gradient_check_rows`` and the update (``descend`` …) live in ``_backprop_update`` and are
+re-exported here.
 """
 
 from __future__ import annotations

@@ -24,12 +24,11 @@ from cnnlib.conv import conv_output_size
 from cnnlib.pool import avg_pool2d_forward, max_pool2d_forward
 from cnnlib.widgets._answers import (
     Feedback,
-    array_answer,
+    check_array,
     check_choice,
     check_function,
     check_number,
     exercise,
-    feedback,
 )
 from cnnlib.widgets._base import Explorer, dropdown, int_slider
 from cnnlib.widgets._images import EXPLORER_SIZE, conv_gray, explorer_image, make_filter
@@ -263,30 +262,17 @@ def show_shift_tolerance(windows: tuple[int, ...] = (1, 2, 4), max_shift: int = 
 EXERCISE_X = np.array([[2, 0, 1, 5], [4, 3, 2, 2], [1, 8, 0, 6], [7, 1, 3, 3]], dtype=np.float64)
 
 
-def _matrix_feedback(answer: object, expected: np.ndarray, what: str) -> Feedback:
-    got, verdict = array_answer(answer, expected.shape, f"{what}の結果")
-    if verdict is not None:
-        return verdict
-    wrong = np.argwhere(~np.isclose(got, expected))
-    if len(wrong):
-        i, j = wrong[0]
-        return feedback(False, f"{len(wrong)} 個の値が違います（values differ）。たとえば行 {i}、"
-                               f"列 {j} です（0 から数えます）")
-    return feedback(True, f"{what}の結果 = {expected.tolist()}")
-
-
 @exercise
 def check_max_pool(answer: object) -> Feedback:
     """演習 1: 2×2 max pooling (stride 2) of ``EXERCISE_X`` by hand."""
-    return _matrix_feedback(answer, pool2d(EXERCISE_X, 2, mode="max"),
-                            "最大プーリング（max pooling）")
+    return check_array(answer, pool2d(EXERCISE_X, 2, mode="max"), "最大プーリング（max pooling）")
 
 
 @exercise
 def check_avg_pool(answer: object) -> Feedback:
     """演習 2: 2×2 average pooling (stride 2) of ``EXERCISE_X`` by hand."""
-    return _matrix_feedback(answer, pool2d(EXERCISE_X, 2, mode="avg"),
-                            "平均プーリング（average pooling）")
+    return check_array(answer, pool2d(EXERCISE_X, 2, mode="avg"),
+                       "平均プーリング（average pooling）")
 
 
 @exercise
