@@ -108,28 +108,24 @@ def show_shape_trace(model: Sequential, input_shape: Sequence[int]) -> Figure:
 
 
 def _draw_history(axes: Sequence[plt.Axes], history: History, epochs: int | None) -> None:
-    ax_loss, ax_acc = axes
-    for ax in axes:
+    done = np.arange(1, history.epochs + 1)
+    for ax, train, test, ylabel in (
+            (axes[0], history.step_loss, history.test_loss, "交差エントロピー損失（loss）"),
+            (axes[1], history.step_acc, history.test_acc, "正解率（accuracy）")):
         ax.clear()
         ax.grid(alpha=0.3)
         ax.set_xlabel("エポック（epoch）")
-    done = np.arange(1, history.epochs + 1)
-    ax_loss.plot(history.step_t, history.step_loss, color="C0", alpha=0.5, lw=1,
-                 label="学習データ（直近のバッチ）")
-    ax_loss.plot(done, history.test_loss, "o-", color="C1", label="テストデータ")
-    ax_acc.plot(history.step_t, history.step_acc, color="C0", alpha=0.5, lw=1,
+        ax.set_ylabel(ylabel)
+        ax.plot(history.step_t, train, color="C0", alpha=0.5, lw=1,
                 label="学習データ（直近のバッチ）")
-    ax_acc.plot(done, history.test_acc, "o-", color="C1", label="テストデータ")
-    if history.epochs:
-        ax_acc.annotate(f"{history.test_acc[-1]:.3f}", (done[-1], history.test_acc[-1]),
-                        textcoords="offset points", xytext=(-10, -14), fontsize=9, color="C1")
-    ax_loss.set_ylabel("交差エントロピー損失（loss）")
-    ax_acc.set_ylabel("正解率（accuracy）")
-    if epochs:
-        for ax in axes:
+        ax.plot(done, test, "o-", color="C1", label="テストデータ")
+        if epochs:
             ax.set_xlim(0, epochs + 0.05)
-    ax_loss.legend(fontsize=8)
-    ax_acc.legend(fontsize=8, loc="lower right")
+    if history.epochs:
+        axes[1].annotate(f"{history.test_acc[-1]:.3f}", (done[-1], history.test_acc[-1]),
+                         textcoords="offset points", xytext=(-10, -14), fontsize=9, color="C1")
+    axes[0].legend(fontsize=8)
+    axes[1].legend(fontsize=8, loc="lower right")
 
 
 def plot_history(history: History, title: str | None = None) -> Figure:
