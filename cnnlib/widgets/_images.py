@@ -2,6 +2,7 @@
 
 * ``FILTERS`` / ``make_filter(name, k)``: k×k filters by name (identity, blurs, Sobel, …).
 * ``IMAGES`` / ``explorer_image(name)``: the grey photograph and crops of it.
+* ``LECTURE_X``: the lecture's 4×4 pooling example.
 * ``photo_batch(n, size)``: a colour mini-batch of random crops of the photograph.
 * ``conv_gray(img, w, …)``: one grey image convolved with one filter through ``cnnlib.conv``.
 Topic modules import these from here, never from each other.
@@ -79,6 +80,9 @@ def make_filter(name: str, k: int, seed: int = 0) -> np.ndarray:
 
 # --------------------------------------------------------------------------- images
 
+# the lecture's 4×4 pooling example (notebook 02 pools it, notebook 05 takes it back)
+LECTURE_X = np.array([[1, 3, 2, 4], [5, 6, 1, 2], [7, 2, 8, 1], [3, 4, 0, 9]], dtype=np.float64)
+
 
 EXPLORER_SIZE = 128  # photo height in the explorer: a slider move stays well under 100 ms
 IMAGES = ("photo", "crop 24×24", "tiny 6×6")
@@ -136,6 +140,7 @@ __all__ = [
     "FILTER_LABELS",
     "IMAGES",
     "IMAGE_LABELS",
+    "LECTURE_X",
     "MIN_KERNEL",
     "SIGNED",
     "conv_gray",

@@ -31,9 +31,8 @@ from cnnlib.widgets._answers import (
     exercise,
 )
 from cnnlib.widgets._base import Explorer, dropdown, int_slider
-from cnnlib.widgets._images import EXPLORER_SIZE, conv_gray, explorer_image, make_filter
+from cnnlib.widgets._images import EXPLORER_SIZE, LECTURE_X, conv_gray, explorer_image, make_filter
 
-LECTURE_X = np.array([[1, 3, 2, 4], [5, 6, 1, 2], [7, 2, 8, 1], [3, 4, 0, 9]], dtype=np.float64)
 MODE_LABELS = {"max": "最大（max）", "avg": "平均（avg）"}
 WINDOW_COLOURS = ("C0", "C1", "C2", "C3", "C4", "C5", "C6", "C8", "C9")
 
