@@ -1,7 +1,9 @@
-"""The images and filters that several notebooks' widgets share (01, 00 and 02 use them).
+"""The images and filters that several notebooks' widgets share (00 to 03 use them).
 
 * ``FILTERS`` / ``make_filter(name, k)``: k×k filters by name (identity, blurs, Sobel, …).
 * ``IMAGES`` / ``explorer_image(name)``: the grey photograph and crops of it.
+* ``LECTURE_X``: the lecture's 4×4 pooling example.
+* ``photo_batch(n, size)``: a colour mini-batch of random crops of the photograph.
 * ``conv_gray(img, w, …)``: one grey image convolved with one filter through ``cnnlib.conv``.
 Topic modules import these from here, never from each other.
 """
@@ -78,6 +80,9 @@ def make_filter(name: str, k: int, seed: int = 0) -> np.ndarray:
 
 # --------------------------------------------------------------------------- images
 
+# the lecture's 4×4 pooling example (notebook 02 pools it, notebook 05 takes it back)
+LECTURE_X = np.array([[1, 3, 2, 4], [5, 6, 1, 2], [7, 2, 8, 1], [3, 4, 0, 9]], dtype=np.float64)
+
 
 EXPLORER_SIZE = 128  # photo height in the explorer: a slider move stays well under 100 ms
 IMAGES = ("photo", "crop 24×24", "tiny 6×6")
@@ -107,6 +112,19 @@ def explorer_image(name: str = "photo", size: int = EXPLORER_SIZE) -> np.ndarray
                      f"次から選んでください: {', '.join(IMAGES)}")
 
 
+def photo_batch(n: int = 8, size: int = 32, seed: int = 0) -> np.ndarray:
+    """``n`` random ``size``×``size`` crops of the photograph: (n, 3, size, size) float64 in [0, 1].
+
+    The photo is scaled to a height of 160 pixels first, so a crop shows a recognisable part
+    (face, cap, flag, background). The same seed gives the same crops.
+    """
+    photo = _photo(False, 160).astype(np.float64).transpose(2, 0, 1)  # (3, H, W)
+    rng = np.random.default_rng(seed)
+    top = rng.integers(0, photo.shape[1] - size + 1, n)
+    left = rng.integers(0, photo.shape[2] - size + 1, n)
+    return np.stack([photo[:, t:t + size, s:s + size] for t, s in zip(top, left, strict=True)])
+
+
 def conv_gray(img: np.ndarray, w: np.ndarray, stride: int = 1, padding: int = 0,
               dilation: int = 1) -> np.ndarray:
     """Convolve one grey (H, W) image with one (k, k) filter via ``cnnlib.conv``; (H_out, W_out)."""
@@ -122,12 +140,14 @@ __all__ = [
     "FILTER_LABELS",
     "IMAGES",
     "IMAGE_LABELS",
+    "LECTURE_X",
     "MIN_KERNEL",
     "SIGNED",
     "conv_gray",
     "edge_and_line_filters",
     "explorer_image",
     "make_filter",
+    "photo_batch",
 ]
 
 

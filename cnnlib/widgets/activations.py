@@ -22,19 +22,8 @@ from matplotlib.figure import Figure
 
 from cnnlib import activations as act
 from cnnlib import layers
-from cnnlib.widgets._base import (
-    Explorer,
-    Feedback,
-    check_cases,
-    check_choice,
-    compare_student_array,
-    dropdown,
-    exercise,
-    feedback,
-    float_slider,
-    int_slider,
-    number_answer,
-)
+from cnnlib.widgets._answers import Feedback, check_choice, check_function, check_number, exercise
+from cnnlib.widgets._base import Explorer, dropdown, float_slider, int_slider
 
 # --------------------------------------------------------------------------- 1. flatten, linear
 
@@ -340,56 +329,45 @@ def plot_gelu_vs_relu() -> Figure:
 @exercise
 def check_linear_params(answer: object) -> Feedback:
     """Exercise 1: parameters of Linear after Flatten of (16, 8, 8) to 10 outputs (10·1024 + 10)."""
-    value, verdict = number_answer(answer, whole=True)
-    if verdict is not None:
-        return verdict
     want = 16 * 8 * 8 * 10 + 10
-    if value == want:
-        return feedback(True, f"W は (10, 1024) で 10,240 個、b が 10 個、合計 {want:,}。")
-    if value == 16 * 8 * 8 * 10:
-        return feedback(False, "重みは合っています。バイアスを忘れていませんか？")
-    if value == 16 * 8 * 8:
-        return feedback(False, "それは Flatten 後のベクトルの長さ D_in です。"
-                               "W の形は (D_out, D_in)。")
-    return feedback(False, "Flatten 後の長さ D_in = C·H·W を求め、"
-                           "W (D_out, D_in) と b (D_out) を数えましょう。")
+    return check_number(
+        answer, want, f"W は (10, 1024) で 10,240 個、b が 10 個、合計 {want:,}。",
+        {16 * 8 * 8 * 10: "重みは合っています。バイアスを忘れていませんか？",
+         16 * 8 * 8: "それは Flatten 後のベクトルの長さ D_in です。W の形は (D_out, D_in)。"},
+        "Flatten 後の長さ D_in = C·H·W を求め、W (D_out, D_in) と b (D_out) を数えましょう。")
 
 
 @exercise
 def check_sigmoid_bound(answer: object) -> Feedback:
     """Exercise 2: the largest factor 10 sigmoid layers can multiply a gradient by: (1/4)^10."""
-    value, verdict = number_answer(answer, example="0.5 ** 3")
-    if verdict is not None:
-        return verdict
     want = 0.25**10
-    if np.isclose(value, want, rtol=1e-6):
-        return feedback(True, f"σ'(x) ≤ σ'(0) = 1/4 なので (1/4)^10 ≈ {want:.2e}。"
-                              "重みが大きくない限り、勾配は層ごとに 4 分の 1 以下になります。")
-    if np.isclose(value, 0.25, rtol=1e-6):
-        return feedback(False, "1 層分の上限は 1/4 で正しいです。10 層ではそれが何回掛かりますか？")
-    return feedback(False, "σ'(x) = σ(x)(1 − σ(x)) の最大値（x = 0 のとき）を求め、"
-                           "10 層分掛けましょう。")
+    return check_number(
+        answer, want, f"σ'(x) ≤ σ'(0) = 1/4 なので (1/4)^10 ≈ {want:.2e}。"
+                      "重みが大きくない限り、勾配は層ごとに 4 分の 1 以下になります。",
+        {0.25: "1 層分の上限は 1/4 で正しいです。10 層ではそれが何回掛かりますか？"},
+        "σ'(x) = σ(x)(1 − σ(x)) の最大値（x = 0 のとき）を求め、10 層分掛けましょう。",
+        whole=False, rtol=1e-6, example="0.5 ** 3")
+
+
+def _leaky_relu_dx(dout: np.ndarray, x: np.ndarray, alpha: float) -> np.ndarray:
+    return act.leaky_relu_backward(dout, act.leaky_relu_forward(x, alpha)[1])
 
 
 @exercise
 def check_leaky_relu_backward(fn: Callable) -> Feedback:
     """Exercise 3: ``fn(dout, x, alpha)`` returns dx of Leaky ReLU; compared with cnnlib's."""
     rng = np.random.default_rng(4)
-
-    def run_case(alpha: float) -> Feedback | None:
+    cases = []
+    for alpha in (0.01, 0.2, 1.5):
         x = rng.standard_normal((3, 7))
         x[0, :3] = (-1.0, 0.0, 1.0)
-        dout = rng.standard_normal(x.shape)
-        _, cache = act.leaky_relu_forward(x, alpha)
-        want = act.leaky_relu_backward(dout, cache)
-        return compare_student_array(
-            fn, (dout.copy(), x.copy(), alpha), want, rtol=1e-12, atol=1e-12,
-            shape_message="dx は x と同じ形 {want} のはずですが、{got} でした。",
-            value_message=f"alpha = {alpha} で値が違います。x > 0 では dout、"
-                          "それ以外（x = 0 を含む）では alpha·dout です。")
-
-    return check_cases((0.01, 0.2, 1.5), run_case,
-                       "x ≤ 0 でも勾配 alpha·dout が流れるので、ユニットは死にません。")
+        cases.append((rng.standard_normal(x.shape), x, alpha))
+    return check_function(
+        fn, _leaky_relu_dx, cases, rtol=1e-12, atol=1e-12,
+        shape_message="dx は x と同じ形 {want} のはずですが、{got} でした。",
+        value_message="alpha = {2} で値が違います。x > 0 では dout、"
+                      "それ以外（x = 0 を含む）では alpha·dout です。",
+        success="x ≤ 0 でも勾配 alpha·dout が流れるので、ユニットは死にません。")
 
 
 @exercise

@@ -11,126 +11,46 @@
 * ``descend`` / ``learning_rate_explorer()`` / ``plot_learning_rates``: W ← W − η·∂L/∂W on a
   toy quadratic loss.
 * ``check_…``: the notebook's exercises.
+The chain rule lives in ``_chain_rule``, ``gradient_check_rows`` and the update (``descend`` …)
+in ``_backprop_update``; both are re-exported here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-import ipywidgets as widgets
-import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from cnnlib import losses, pool, viz
+from cnnlib import pool, viz
 from cnnlib.conv import conv2d_backward, conv2d_forward, conv_output_size
-from cnnlib.gradcheck import check_gradients, numerical_gradient
-from cnnlib.optim import SGD
-from cnnlib.registry import PAIRS
-from cnnlib.widgets._base import (
-    Explorer,
+from cnnlib.widgets._answers import (
     Feedback,
-    check_cases,
-    compare_student_array,
-    dropdown,
+    check_function,
+    check_number,
     exercise,
     feedback,
-    float_slider,
-    int_slider,
-    number_answer,
     numbers_answer,
-    set_range,
 )
-
-# --------------------------------------------------------------------------- 1. chain rule
-
-TINY = {"w": 3.0, "x": 2.0, "b": -1.0, "t": 4.0}  # the notebook's worked example
-
-
-def tiny_graph(w: float, x: float, b: float, t: float) -> dict:
-    """Forward and backward through u = w·x, z = u + b, e = z − t, L = e².
-
-    Returns ``{"values": {...}, "grads": {...}}``: each node's value and ∂L/∂node, the
-    backward pass written as local derivative × upstream gradient (the chain rule).
-    """
-    u = w * x
-    z = u + b
-    e = z - t
-    loss = e * e
-    dL_de = 2 * e  # d(e²)/de
-    dL_dz = dL_de * 1.0  # de/dz = 1
-    dL_du = dL_dz * 1.0  # dz/du = 1
-    dL_db = dL_dz * 1.0  # dz/db = 1
-    dL_dw = dL_du * x  # du/dw = x
-    dL_dx = dL_du * w  # du/dx = w
-    return {"values": {"w": w, "x": x, "b": b, "t": t, "u": u, "z": z, "e": e, "L": loss},
-            "grads": {"w": dL_dw, "x": dL_dx, "b": dL_db, "u": dL_du, "z": dL_dz, "e": dL_de,
-                      "L": 1.0}}
-
-
-def tiny_graph_numerical(w: float, x: float, b: float, t: float, h: float = 1e-6) -> dict:
-    """∂L/∂w, ∂L/∂x, ∂L/∂b of the tiny graph by central differences (``numerical_gradient``)."""
-    inputs = np.array([w, x, b], dtype=np.float64)
-
-    def loss() -> float:
-        return tiny_graph(*inputs, t)["values"]["L"]
-
-    g = numerical_gradient(loss, inputs, h)
-    return {"w": float(g[0]), "x": float(g[1]), "b": float(g[2])}
-
-
-_NODES = {"w": (0.0, 2.0), "x": (0.0, 1.0), "b": (0.0, 0.0), "u": (1.6, 1.5), "z": (3.2, 1.0),
-          "t": (3.2, -0.2), "e": (4.8, 1.0), "L": (6.4, 1.0)}
-_EDGES = [("w", "u", "·"), ("x", "u", "·"), ("u", "z", "+"), ("b", "z", "+"), ("z", "e", "−"),
-          ("t", "e", "−"), ("e", "L", "²")]
-_LABELS = {"u": "u = w·x", "z": "z = u + b", "e": "e = z − t", "L": "L = e²"}
-
-
-def plot_tiny_graph(graph: dict) -> Figure:
-    """The computational graph with each node's value (black) and ∂L/∂node (red)."""
-    fig, ax = plt.subplots(figsize=(9.5, 3.6))
-    for a, b, _ in _EDGES:
-        (x0, y0), (x1, y1) = _NODES[a], _NODES[b]
-        ax.annotate("", xy=(x1 - 0.45, y1), xytext=(x0 + 0.45, y0),
-                    arrowprops={"arrowstyle": "->", "color": "0.5"})
-    for name, (px, py) in _NODES.items():
-        ax.text(px, py + 0.12, _LABELS.get(name, name), ha="center", va="bottom", fontsize=10,
-                bbox={"boxstyle": "round", "fc": "#eef3fb", "ec": "0.4"})
-        ax.text(px, py - 0.02, f"= {graph['values'][name]:g}", ha="center", va="top",
-                fontsize=9)
-        if name in graph["grads"]:
-            ax.text(px, py - 0.27, f"dL/d{name} = {graph['grads'][name]:g}", ha="center",
-                    va="top", fontsize=9, color="tab:red")
-    ax.set_xlim(-0.9, 7.3)
-    ax.set_ylim(-0.8, 2.6)
-    ax.axis("off")
-    ax.set_title("順伝播（forward）: 値（黒）を左から右へ。逆伝播（backward）: dL/d(ノード)（赤）を"
-                 "右から左へ", fontsize=10)
-    fig.tight_layout()
-    return fig
-
-
-def tiny_graph_explorer() -> Explorer:
-    """Sliders for w, x, b, t; the graph with values and gradients, checked numerically."""
-    controls = {k: float_slider(v, -5.0, 5.0, k, step=0.5) for k, v in TINY.items()}
-
-    def compute(w: float, x: float, b: float, t: float) -> dict:
-        graph = tiny_graph(w, x, b, t)
-        numeric = tiny_graph_numerical(w, x, b, t)
-        graph["numerical"] = numeric
-        graph["max_error"] = max(abs(graph["grads"][k] - numeric[k]) for k in numeric)
-        return graph
-
-    def draw(r: dict) -> Figure:
-        fig = plot_tiny_graph(r)
-        n = r["numerical"]
-        fig.axes[0].text(3.2, -0.75, f"数値微分（numerical）: dL/dw ≈ {n['w']:.4f}, "
-                         f"dL/dx ≈ {n['x']:.4f}, dL/db ≈ {n['b']:.4f}", ha="center",
-                         fontsize=9, color="tab:blue")
-        return fig
-
-    return Explorer(controls, compute, draw, rows=[["w", "x"], ["b", "t"]])
-
+from cnnlib.widgets._backprop_update import (  # re-exported: notebook 05 imports them from here
+    CURVATURE,
+    REGIME_LABELS,
+    W_START,
+    descend,
+    gradient_check_rows,
+    learning_rate_explorer,
+    plot_learning_rates,
+    toy_loss,
+)
+from cnnlib.widgets._base import Explorer, dropdown, int_slider, set_range
+from cnnlib.widgets._chain_rule import (  # re-exported: notebook 05 imports them from here
+    TINY,
+    plot_tiny_graph,
+    tiny_graph,
+    tiny_graph_explorer,
+    tiny_graph_numerical,
+)
+from cnnlib.widgets._images import LECTURE_X
 
 # --------------------------------------------------------------------------- 2. convolution
 
@@ -312,7 +232,7 @@ def _draw_conv_backward(r: dict) -> Figure:
 
 # --------------------------------------------------------------------------- 3. pooling
 
-LECTURE_X = np.array([[1, 3, 2, 4], [5, 6, 1, 2], [7, 2, 8, 1], [3, 4, 0, 9]], dtype=np.float64)
+# LECTURE_X (the lecture's 4×4 example, from _images) and the same with a tie in its first window
 TIE_X = np.array([[1, 6, 2, 4], [5, 6, 1, 2], [7, 2, 8, 1], [3, 4, 0, 9]], dtype=np.float64)
 POOL_DOUT = np.array([[1, 2], [3, 4]], dtype=np.float64)  # δ = dL/dY, one value per window
 POOL_EXAMPLES = {"lecture": LECTURE_X, "tie": TIE_X}
@@ -367,144 +287,6 @@ def pool_gradient_explorer() -> Explorer:
     return Explorer(controls, compute, draw)
 
 
-# --------------------------------------------------------------------------- 4. gradient check
-
-
-def _softmax_ce_forward(logits: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    loss, dlogits = losses.softmax_cross_entropy(logits, labels)
-    return np.array(loss), dlogits
-
-
-def _softmax_ce_backward(dout: np.ndarray, dlogits: np.ndarray) -> np.ndarray:
-    return float(dout) * dlogits
-
-
-def _cases(rng: np.random.Generator) -> list[tuple[str, Callable, Callable, tuple, dict, tuple]]:
-    """(name, forward, backward, arrays, hyper-parameters, array names) for every layer: the
-    pairs of ``cnnlib.registry`` in float64, then the loss."""
-    cases = []
-    for pair in PAIRS.values():
-        arrays, hyper = pair.sample(rng, np.dtype(np.float64))
-        cases.append((pair.label, pair.forward, pair.backward, arrays, hyper, pair.grads))
-    cases.append(("softmax_cross_entropy", _softmax_ce_forward, _softmax_ce_backward,
-                  (rng.standard_normal((3, 4)),), {"labels": np.array([0, 2, 1])}, ("logits",)))
-    return cases
-
-
-def gradient_check_rows(seed: int = 0) -> list[tuple[str, str, str, float]]:
-    """A numerical gradient check of every layer: rows (layer, array, shape, relative error).
-
-    Each row compares the layer's backward with central differences of L = Σ out·dout for a
-    random dout (``cnnlib.gradcheck.check_gradients``, float64, h = 1e-6).
-    """
-    rows = []
-    # the data come from another stream than check_gradients' dout: with the same seed the
-    # first dout would equal the first array drawn, a degenerate case for batch norm
-    for name, fwd, bwd, arrays, hyper, names in _cases(np.random.default_rng(seed + 1000)):
-        errors = check_gradients(fwd, bwd, *arrays, seed=seed, **hyper)
-        rows += [(name, n, str(a.shape), e) for n, a, e in zip(names, arrays, errors,
-                                                                strict=True)]
-    return rows
-
-
-# --------------------------------------------------------------------------- 5. the update
-
-CURVATURE = np.array([1.0, 10.0])  # L(w) = ½·(1·w₀² + 10·w₁²): a long, narrow valley
-W_START = np.array([-4.0, 1.5])
-REGIME_LABELS = {"divergent": "発散（divergent）", "too small": "小さすぎ（too small）",
-                 "good": "ちょうどよい（good）"}
-
-
-def toy_loss(w: np.ndarray) -> float:
-    """L(w) = ½ Σ_k λ_k·w_k² with λ = ``CURVATURE``; its gradient is λ·w."""
-    return float(0.5 * np.sum(CURVATURE * np.asarray(w) ** 2))
-
-
-def descend(lr: float, steps: int = 30, start: np.ndarray = W_START) -> dict:
-    """Run W ← W − η·∂L/∂W on the toy loss with ``cnnlib.optim.SGD``.
-
-    Returns the path (steps + 1, 2), the losses, ρ = max_k |1 − η·λ_k| (each step multiplies
-    w_k by 1 − η·λ_k) and the regime: "divergent" (the loss grew), "too small" (after
-    ``steps`` steps the loss is still above 1% of the start) or "good".
-    """
-    if not np.isfinite(lr) or lr <= 0:
-        raise ValueError(f"学習率（learning rate）は正の数です。指定は {lr} でした")
-    w = np.array(start, dtype=np.float64)
-    grad = np.zeros_like(w)
-    opt = SGD([(w, grad)], lr=lr)
-    path, loss_values = [w.copy()], [toy_loss(w)]
-    for _ in range(steps):
-        grad[...] = CURVATURE * w  # ∂L/∂W
-        opt.step()  # W ← W − η·∂L/∂W, in place
-        path.append(w.copy())
-        loss_values.append(toy_loss(w))
-    loss_values = np.array(loss_values)
-    if not np.isfinite(loss_values[-1]) or loss_values[-1] > loss_values[0]:
-        regime = "divergent"
-    elif loss_values[-1] > 1e-2 * loss_values[0]:
-        regime = "too small"
-    else:
-        regime = "good"
-    return {"lr": lr, "path": np.array(path), "losses": loss_values, "regime": regime,
-            "rho": float(np.max(np.abs(1 - lr * CURVATURE)))}
-
-
-def _plot_descent(r: dict, ax_path: plt.Axes, ax_loss: plt.Axes | None) -> None:
-    g0, g1 = np.meshgrid(np.linspace(-5, 5, 121), np.linspace(-3, 3, 81))
-    levels = np.geomspace(0.05, 60, 12)
-    ax_path.contour(g0, g1, 0.5 * (CURVATURE[0] * g0**2 + CURVATURE[1] * g1**2), levels=levels,
-                    colors="0.75", linewidths=0.8)
-    path = np.clip(r["path"], -1e3, 1e3)
-    ax_path.plot(path[:, 0], path[:, 1], "o-", color="tab:red", ms=3, lw=1)
-    ax_path.plot(0, 0, "*", color="k", ms=10)
-    ax_path.set_xlim(-5, 5)
-    ax_path.set_ylim(-3, 3)
-    ax_path.set_xlabel("w0（曲率 1）")
-    ax_path.set_ylabel("w1（曲率 10）")
-    ax_path.set_title(f"lr = {r['lr']:.3g}: {REGIME_LABELS[r['regime']]}（ρ = {r['rho']:.2f}）",
-                      fontsize=10)
-    if ax_loss is not None:
-        finite = np.where(np.isfinite(r["losses"]), r["losses"], np.nan)
-        ax_loss.semilogy(np.clip(finite, 1e-12, 1e12), "o-", ms=3, color="tab:red")
-        ax_loss.set_xlabel("ステップ（step）")
-        ax_loss.set_ylabel("損失 L(W)")
-        ax_loss.grid(True, alpha=0.3)
-
-
-def plot_learning_rates(lrs: tuple[float, ...] = (0.01, 0.1, 0.21), steps: int = 30) -> Figure:
-    """One descent path per learning rate, side by side, and their loss curves."""
-    runs = [descend(lr, steps) for lr in lrs]
-    fig, axes = plt.subplots(1, len(runs) + 1, figsize=(4.0 * (len(runs) + 1), 3.4))
-    for r, ax in zip(runs, axes, strict=False):
-        _plot_descent(r, ax, None)
-    for r in runs:
-        axes[-1].semilogy(np.clip(r["losses"], 1e-12, 1e12), "o-", ms=2,
-                          label=f"lr={r['lr']:g}: {REGIME_LABELS[r['regime']]}")
-    axes[-1].set_xlabel("ステップ（step）")
-    axes[-1].set_ylabel("損失 L(W)")
-    axes[-1].legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def learning_rate_explorer() -> Explorer:
-    """A learning-rate slider (log scale) and a steps slider over the toy loss."""
-    controls = {"lr": widgets.FloatLogSlider(value=0.1, base=10, min=-3, max=0, step=0.05,
-                                             description="学習率（learning rate）",
-                                             readout_format=".3f",
-                                             continuous_update=False,
-                                             style={"description_width": "initial"}),
-                "steps": int_slider(30, 1, 100, "ステップ数")}
-
-    def draw(r: dict) -> Figure:
-        fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
-        _plot_descent(r, a, b)
-        fig.tight_layout()
-        return fig
-
-    return Explorer(controls, descend, draw)
-
-
 # --------------------------------------------------------------------------- exercises
 
 EXERCISE_GRAPH = {"w": 2.0, "x": -1.0, "b": 0.5, "t": 1.0}
@@ -527,6 +309,13 @@ def check_chain_rule(answer: object) -> Feedback:
                            "dL/de = 2e に局所微分を掛けましょう。")
 
 
+def _conv_dw(x: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    """dW of a single-channel, stride-1 convolution of x whose output's error is delta."""
+    k = x.shape[0] - delta.shape[0] + 1
+    _, cache = conv2d_forward(x[None, None], np.zeros((1, 1, k, k)), np.zeros(1))
+    return conv2d_backward(delta[None, None], cache)[1][0, 0]
+
+
 @exercise
 def check_conv_dw(fn: Callable) -> Feedback:
     """Exercise 2: ``fn(x, delta)`` for (H, W) x and (H_out, W_out) delta gives dW (k×k).
@@ -534,37 +323,26 @@ def check_conv_dw(fn: Callable) -> Feedback:
     Stride 1, no padding, one channel: k = H − H_out + 1. Compared with ``conv2d_backward``.
     """
     rng = np.random.default_rng(11)
-
-    def run_case(case: tuple) -> Feedback | None:
-        h, w, k = case
-        x = rng.standard_normal((h, w))
-        kern = rng.standard_normal((k, k))
-        out, cache = conv2d_forward(x[None, None], kern[None, None], np.zeros(1))
-        delta = rng.standard_normal(out.shape[2:])
-        want = conv2d_backward(delta[None, None], cache)[1][0, 0]
-        return compare_student_array(
-            fn, (x.copy(), delta.copy()), want, rtol=1e-8, atol=1e-10,
-            shape_message=f"x が {h}×{w}、delta が {delta.shape[0]}×{delta.shape[1]} "
-                          f"のとき dW は {k}×{k} のはずですが、形が {{got}} でした。",
-            value_message="値が conv2d_backward と一致しません。"
-                          "dW(m, n) = Σ_i Σ_j X(i+m, j+n)·delta(i, j) です。")
-
-    return check_cases(((4, 4, 2), (5, 6, 3), (6, 5, 2)), run_case,
-                       "dW は入力 X と誤差 delta の畳み込みです。")
+    cases = [(rng.standard_normal((h, w)), rng.standard_normal((h - k + 1, w - k + 1)))
+             for h, w, k in ((4, 4, 2), (5, 6, 3), (6, 5, 2))]
+    return check_function(
+        fn, _conv_dw, cases, rtol=1e-8, atol=1e-10,
+        shape_message="x が {0.shape[0]}×{0.shape[1]}、delta が {1.shape[0]}×{1.shape[1]} "
+                      "のとき dW は {want[0]}×{want[1]} のはずですが、形が {got} でした。",
+        value_message="値が conv2d_backward と一致しません。"
+                      "dW(m, n) = Σ_i Σ_j X(i+m, j+n)·delta(i, j) です。",
+        success="dW は入力 X と誤差 delta の畳み込みです。")
 
 
 @exercise
 def check_max_learning_rate(answer: object) -> Feedback:
     """Exercise 3: the largest stable learning rate for L = ½·λ·w² with λ = 10 (= 2/λ)."""
-    value, verdict = number_answer(answer)
-    if verdict is not None:
-        return verdict
-    if np.isclose(value, 0.2, rtol=1e-6):
-        return feedback(True, "w ← (1 − ηλ)·w なので |1 − ηλ| < 1、つまり η < 2/λ = 0.2。")
-    if np.isclose(value, 0.1, rtol=1e-6):
-        return feedback(False, "0.1 = 1/λ は 1 歩で谷底に着く学習率です。"
-                               "振動しながらでも縮めばよいので、もっと大きくできます。")
-    return feedback(False, "1 歩で w は (1 − ηλ) 倍になります。|1 − ηλ| < 1 となる η の上限は？")
+    return check_number(
+        answer, 0.2, "w ← (1 − ηλ)·w なので |1 − ηλ| < 1、つまり η < 2/λ = 0.2。",
+        {0.1: "0.1 = 1/λ は 1 歩で谷底に着く学習率です。"
+              "振動しながらでも縮めばよいので、もっと大きくできます。"},
+        "1 歩で w は (1 − ηλ) 倍になります。|1 − ηλ| < 1 となる η の上限は？",
+        whole=False, rtol=1e-6)
 
 
 __all__ = [
@@ -572,8 +350,10 @@ __all__ = [
     "EXERCISE_GRAPH",
     "LECTURE_X",
     "POOL_DOUT",
+    "REGIME_LABELS",
     "TIE_X",
     "TINY",
+    "W_START",
     "check_chain_rule",
     "check_conv_dw",
     "check_max_learning_rate",

@@ -19,19 +19,8 @@ from matplotlib.figure import Figure
 
 from cnnlib import viz
 from cnnlib.conv import conv2d_forward, conv_output_size
-from cnnlib.widgets._base import (
-    Explorer,
-    Feedback,
-    check_cases,
-    check_choice,
-    compare_student_array,
-    dropdown,
-    exercise,
-    feedback,
-    int_slider,
-    number_answer,
-    set_range,
-)
+from cnnlib.widgets._answers import Feedback, check_choice, check_function, check_number, exercise
+from cnnlib.widgets._base import Explorer, dropdown, int_slider, set_range
 from cnnlib.widgets._images import (
     EXPLORER_SIZE,
     FILTER_LABELS,
@@ -288,77 +277,65 @@ def show_edges_and_lines(img: np.ndarray, w: np.ndarray, names: list[str],
 @exercise
 def check_output_size(answer: object) -> Feedback:
     """演習 1: H = 32, K = 5, S = 2, P = 1, D = 1 → H_out."""
-    value, verdict = number_answer(answer)
-    if verdict is not None:
-        return verdict
     expected = conv_output_size(32, 5, stride=2, padding=1)
-    if value == 29 / 2 + 1:
-        return feedback(False, "式は小数点以下を切り捨てます（rounds down）: ⌊29/2⌋ = 14")
-    if not value.is_integer():
-        return feedback(False, f"大きさは整数のはずですが、{value:g} でした。"
-                               "切り捨て ⌊⌋ を忘れずに（round down）")
-    if value == expected:
-        return feedback(True, f"(32 + 2 − 4 − 1) = 29、⌊29/2⌋ + 1 = {expected}")
-    if value == 16:
-        return feedback(False, "式は小数点以下を切り捨てます（rounds down）: ⌊29/2⌋ = 14")
-    return feedback(False, "まず H + 2P − D(K−1) − 1 を計算し、それを S で割って切り捨てます"
-                           "（round down）")
+    rounds_down = "式は小数点以下を切り捨てます（rounds down）: ⌊29/2⌋ = 14"
+
+    def otherwise(value: float) -> str:
+        if not value.is_integer():
+            return (f"大きさは整数のはずですが、{value:g} でした。"
+                    "切り捨て ⌊⌋ を忘れずに（round down）")
+        return "まず H + 2P − D(K−1) − 1 を計算し、それを S で割って切り捨てます（round down）"
+
+    return check_number(answer, expected, f"(32 + 2 − 4 − 1) = 29、⌊29/2⌋ + 1 = {expected}",
+                        {29 / 2 + 1: rounds_down, 16: rounds_down}, otherwise, whole=False)
 
 
 @exercise
 def check_same_padding(answer: object) -> Feedback:
     """演習 2: K = 5, D = 2, S = 1: which P keeps H_out = H?"""
-    value, verdict = number_answer(answer, whole=True)
-    if verdict is not None:
-        return verdict
-    if value < 0:
-        return feedback(False, f"パディングは 0 以上の画素数です（P ≥ 0）。答えは {value} でした")
-    out = 32 + 2 * value - 2 * (5 - 1)  # H + 2P − D(K−1) − 1, divided by S = 1, plus 1
-    if value == 4:
-        return feedback(True, "P = D(K−1)/2 = 2·4/2 = 4 なら、どの大きさの入力でも出力の大きさが"
-                              "変わりません（keeps every size）")
-    return feedback(False, f"P = {value} だと、大きさ 32 の入力から大きさ {out} の出力が"
-                    "できます。H + 2P − D(K−1) − 1 + 1 = H を P について解きましょう")
+
+    def otherwise(value: int) -> str:
+        if value < 0:
+            return f"パディングは 0 以上の画素数です（P ≥ 0）。答えは {value} でした"
+        out = 32 + 2 * value - 2 * (5 - 1)  # H + 2P − D(K−1) − 1, divided by S = 1, plus 1
+        return (f"P = {value} だと、大きさ 32 の入力から大きさ {out} の出力ができます。"
+                "H + 2P − D(K−1) − 1 + 1 = H を P について解きましょう")
+
+    return check_number(answer, 4, "P = D(K−1)/2 = 2·4/2 = 4 なら、どの大きさの入力でも出力の"
+                                   "大きさが変わりません（keeps every size）", {}, otherwise)
 
 
 @exercise
 def check_conv_params(answer: object) -> Feedback:
     """演習 3: 64 filters of 3×3 on a 32-channel input, with biases: how many parameters?"""
-    value, verdict = number_answer(answer, whole=True)
-    if verdict is not None:
-        return verdict
     weights = 64 * 32 * 3 * 3
-    if value == weights + 64:
-        return feedback(True, f"64·(3·3·32 + 1) = {weights + 64}")
-    if value == weights:
-        return feedback(False, "重みの数は合っています。フィルタ 1 枚ごとにバイアスを 1 つ足します"
-                               "（one bias per filter）")
-    if value == 64 * (3 * 3 + 1):
-        return feedback(False, "各フィルタは 32 の入力チャネルすべてにかかるので、重みは k×k×C 個"
-                               "です（all input channels）")
-    return feedback(False, "フィルタ 1 枚あたり重み k·k·C 個とバイアス 1 個、それにフィルタの枚数を"
-                           "掛けます")
+    return check_number(
+        answer, weights + 64, f"64·(3·3·32 + 1) = {weights + 64}",
+        {weights: "重みの数は合っています。フィルタ 1 枚ごとにバイアスを 1 つ足します"
+                  "（one bias per filter）",
+         64 * (3 * 3 + 1): "各フィルタは 32 の入力チャネルすべてにかかるので、重みは k×k×C 個"
+                           "です（all input channels）"},
+        "フィルタ 1 枚あたり重み k·k·C 個とバイアス 1 個、それにフィルタの枚数を掛けます")
+
+
+def _conv_one_map(x: np.ndarray, w: np.ndarray, stride: int) -> np.ndarray:
+    """One (H, W) map convolved with one (k, k) filter by ``cnnlib.conv``."""
+    return conv2d_forward(x[None, None], w[None, None], np.zeros(1), stride=stride)[0][0, 0]
 
 
 @exercise
 def check_my_conv2d(fn: Callable) -> Feedback:
     """演習 4: ``fn(x, w, stride)`` for x (H, W), w (k, k), no padding → (H_out, W_out)."""
     rng = np.random.default_rng(1)
-
-    def run_case(case: tuple) -> Feedback | None:
-        (h, w_), k, s = case
-        x, w = rng.normal(size=(h, w_)), rng.normal(size=(k, k))
-        expected, _ = conv2d_forward(x[None, None], w[None, None], np.zeros(1), stride=s)
-        text = f"x が {h}×{w_}、k = {k}、stride {s} のとき"
-        return compare_student_array(
-            fn, (x.copy(), w.copy(), s), expected[0, 0], rtol=1e-6, atol=1e-9,
-            shape_message=text + "、出力の形は {want} のはずですが {got} でした（output shape）",
-            value_message=text + "、形は合っていますが値が違います（values differ）。"
-                                 "ウィンドウは x[i·s : i·s + k, j·s : j·s + k] になっていますか？")
-
-    return check_cases([((5, 5), 3, 1), ((7, 6), 3, 2), ((8, 9), 2, 3), ((4, 4), 4, 1)],
-                       run_case, "stride 1〜3 の 4 つのケースすべてで "
-                                 "cnnlib.conv.conv2d_forward と一致します")
+    cases = [(rng.normal(size=shape), rng.normal(size=(k, k)), s)
+             for shape, k, s in [((5, 5), 3, 1), ((7, 6), 3, 2), ((8, 9), 2, 3), ((4, 4), 4, 1)]]
+    case = "x が {0.shape[0]}×{0.shape[1]}、k = {1.shape[0]}、stride {2} のとき"
+    return check_function(
+        fn, _conv_one_map, cases, rtol=1e-6, atol=1e-9,
+        shape_message=case + "、出力の形は {want} のはずですが {got} でした（output shape）",
+        value_message=case + "、形は合っていますが値が違います（values differ）。"
+                             "ウィンドウは x[i·s : i·s + k, j·s : j·s + k] になっていますか？",
+        success="stride 1〜3 の 4 つのケースすべてで cnnlib.conv.conv2d_forward と一致します")
 
 
 # 演習 5: the windows overlap, only the last row is left out

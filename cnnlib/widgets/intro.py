@@ -22,18 +22,16 @@ from cnnlib.activations import relu_forward
 from cnnlib.conv import conv2d_forward
 from cnnlib.data import sample_image
 from cnnlib.linear import linear_forward
-from cnnlib.widgets._base import (
-    Explorer,
+from cnnlib.widgets._answers import (
     Feedback,
     check_cases,
     check_choice,
+    check_number,
     exercise,
     feedback,
-    int_slider,
-    number_answer,
     run_student,
-    set_range,
 )
+from cnnlib.widgets._base import Explorer, int_slider, set_range
 from cnnlib.widgets._images import make_filter
 
 # --------------------------------------------------------------------------- grids
@@ -332,39 +330,26 @@ def show_shift_curves(max_shift: int = 12) -> Figure:
 @exercise
 def check_mlp_weights(answer: object) -> Feedback:
     """演習 1: weights (no biases) of a fully connected layer, 64×64×3 input, 500 units."""
-    value, verdict = number_answer(answer, whole=True)
-    if verdict is not None:
-        return verdict
     expected = 64 * 64 * 3 * 500
-    if value == expected:
-        return feedback(True, f"64·64·3 = 12,288 個の入力（inputs）× 500 = {expected:,}")
-    if value == expected + 500:
-        return feedback(False, "それは 500 個のバイアスも含んだ数です。問われているのは"
-                               "重み（weights）だけです")
-    if value == 64 * 64 * 500:
-        return feedback(False, "各画素は 3 つの色の値を持つので、C = 3 も掛けます"
-                               "（colour channels）")
-    return feedback(False, "入力の数 H·W·C を数え、それに隠れ層のユニット数（hidden units）を"
-                           "掛けます")
+    return check_number(
+        answer, expected, f"64·64·3 = 12,288 個の入力（inputs）× 500 = {expected:,}",
+        {expected + 500: "それは 500 個のバイアスも含んだ数です。問われているのは"
+                         "重み（weights）だけです",
+         64 * 64 * 500: "各画素は 3 つの色の値を持つので、C = 3 も掛けます（colour channels）"},
+        "入力の数 H·W·C を数え、それに隠れ層のユニット数（hidden units）を掛けます")
 
 
 @exercise
 def check_conv_params(answer: object) -> Feedback:
     """演習 2: weights + biases of 16 filters of size 5×5 on an RGB image."""
-    value, verdict = number_answer(answer, whole=True)
-    if verdict is not None:
-        return verdict
-    if value == 16 * (5 * 5 * 3 + 1):
-        return feedback(True, "16·(5·5·3 + 1) = 1,216。画像の大きさには関係ありません"
-                              "（whatever the image size）")
-    if value == 16 * 5 * 5 * 3:
-        return feedback(False, "重みの数は合っています。フィルタ 1 枚ごとにバイアスを 1 つ足します"
-                               "（one bias per filter）")
-    if value == 16 * (5 * 5 + 1):
-        return feedback(False, "フィルタは C = 3 のチャネルすべてにかかるので、重みは 5×5×3 個です"
-                               "（all channels）")
-    return feedback(False, "フィルタ 1 枚あたり重み k·k·C 個とバイアス 1 個、それにフィルタの枚数を"
-                           "掛けます")
+    return check_number(
+        answer, 16 * (5 * 5 * 3 + 1),
+        "16·(5·5·3 + 1) = 1,216。画像の大きさには関係ありません（whatever the image size）",
+        {16 * 5 * 5 * 3: "重みの数は合っています。フィルタ 1 枚ごとにバイアスを 1 つ足します"
+                         "（one bias per filter）",
+         16 * (5 * 5 + 1): "フィルタは C = 3 のチャネルすべてにかかるので、重みは 5×5×3 個です"
+                           "（all channels）"},
+        "フィルタ 1 枚あたり重み k·k·C 個とバイアス 1 個、それにフィルタの枚数を掛けます")
 
 
 @exercise
@@ -372,31 +357,32 @@ def check_shift(fn: Callable) -> Feedback:
     """演習 3: ``fn(x, dy, dx)`` moves a 2-D image down/right, filling with zeros."""
     rng = np.random.default_rng(3)
 
+    def shifted(x: np.ndarray, dy: int, dx: int) -> tuple[np.ndarray | None, Feedback | None]:
+        got, verdict = run_student(fn, x.copy(), dy, dx)
+        if verdict is None and got.shape != x.shape:
+            verdict = feedback(False, f"結果は入力と同じ形 {x.shape} のはずですが、"
+                                      f"{got.shape} でした")
+        return got, verdict
+
     def run_case(case: tuple) -> Feedback | None:
         shape, dy, dx = case
         x = rng.normal(size=shape)
-        got, verdict = run_student(fn, x.copy(), dy, dx)
-        if verdict is not None:
-            return verdict
-        if got.shape != x.shape:
-            return feedback(False, f"結果は入力と同じ形 {x.shape} のはずですが、{got.shape} でした")
-        if not np.allclose(got, shift_image(x, dy, dx)):
+        got, verdict = shifted(x, dy, dx)
+        if verdict is None and not np.allclose(got, shift_image(x, dy, dx)):
             hint = ("。np.roll は、はみ出た分が反対側に回り込みます（wraps around）。"
                     "空いた端は 0 で埋めます") if np.allclose(
                 got, np.roll(x, (dy, dx), axis=(0, 1))) else ""
-            return feedback(False, f"{shape} の画像を ({dy}, {dx}) ずらした結果が違います{hint}")
-        return None
+            verdict = feedback(False, f"{shape} の画像を ({dy}, {dx}) ずらした結果が違います{hint}")
+        return verdict
 
     verdict = check_cases([((5, 6), 1, 2), ((4, 4), 0, 3), ((6, 5), 2, 0), ((3, 3), 0, 0)],
                           run_case, None)
     if verdict is not None:
         return verdict
     x = place_object(0, 0)
-    got, verdict = run_student(fn, x.copy(), 2, 3)
+    got, verdict = shifted(x, 2, 3)
     if verdict is not None:
         return verdict
-    if got.shape != x.shape:
-        return feedback(False, f"結果は入力と同じ形 {x.shape} のはずですが、{got.shape} でした")
     equal = np.allclose(conv_response(got), shift_image(conv_response(x), 2, 3), atol=1e-6)
     return feedback(True, "あなたの関数で確かめると、conv(shift(x)) == shift(conv(x)) は "
                           f"{equal} です")

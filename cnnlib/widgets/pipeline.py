@@ -35,15 +35,16 @@ from cnnlib.layers import (
 from cnnlib.losses import softmax_cross_entropy
 from cnnlib.optim import SGD
 from cnnlib.train import History, shape_trace
-from cnnlib.widgets._base import (
+from cnnlib.widgets._answers import (
     Feedback,
     array_answer,
     call_student,
     check_choice,
+    check_number,
+    check_numbers,
     exercise,
     feedback,
     number_answer,
-    numbers_answer,
 )
 
 BLOCK_COLOURS = {"Conv2d": "#4C72B0", "MaxPool2d": "#DD8452", "AvgPool2d": "#DD8452",
@@ -107,28 +108,24 @@ def show_shape_trace(model: Sequential, input_shape: Sequence[int]) -> Figure:
 
 
 def _draw_history(axes: Sequence[plt.Axes], history: History, epochs: int | None) -> None:
-    ax_loss, ax_acc = axes
-    for ax in axes:
+    done = np.arange(1, history.epochs + 1)
+    for ax, train, test, ylabel in (
+            (axes[0], history.step_loss, history.test_loss, "交差エントロピー損失（loss）"),
+            (axes[1], history.step_acc, history.test_acc, "正解率（accuracy）")):
         ax.clear()
         ax.grid(alpha=0.3)
         ax.set_xlabel("エポック（epoch）")
-    done = np.arange(1, history.epochs + 1)
-    ax_loss.plot(history.step_t, history.step_loss, color="C0", alpha=0.5, lw=1,
-                 label="学習データ（直近のバッチ）")
-    ax_loss.plot(done, history.test_loss, "o-", color="C1", label="テストデータ")
-    ax_acc.plot(history.step_t, history.step_acc, color="C0", alpha=0.5, lw=1,
+        ax.set_ylabel(ylabel)
+        ax.plot(history.step_t, train, color="C0", alpha=0.5, lw=1,
                 label="学習データ（直近のバッチ）")
-    ax_acc.plot(done, history.test_acc, "o-", color="C1", label="テストデータ")
-    if history.epochs:
-        ax_acc.annotate(f"{history.test_acc[-1]:.3f}", (done[-1], history.test_acc[-1]),
-                        textcoords="offset points", xytext=(-10, -14), fontsize=9, color="C1")
-    ax_loss.set_ylabel("交差エントロピー損失（loss）")
-    ax_acc.set_ylabel("正解率（accuracy）")
-    if epochs:
-        for ax in axes:
+        ax.plot(done, test, "o-", color="C1", label="テストデータ")
+        if epochs:
             ax.set_xlim(0, epochs + 0.05)
-    ax_loss.legend(fontsize=8)
-    ax_acc.legend(fontsize=8, loc="lower right")
+    if history.epochs:
+        axes[1].annotate(f"{history.test_acc[-1]:.3f}", (done[-1], history.test_acc[-1]),
+                         textcoords="offset points", xytext=(-10, -14), fontsize=9, color="C1")
+    axes[0].legend(fontsize=8)
+    axes[1].legend(fontsize=8, loc="lower right")
 
 
 def plot_history(history: History, title: str | None = None) -> Figure:
@@ -324,57 +321,43 @@ def show_feature_maps_by_depth(model: Sequential, image: np.ndarray, n_maps: int
 @exercise
 def check_block_shape(answer: object) -> Feedback:
     """演習 1: 32×32×3 → Conv2d(3, 8, 5) (stride 1, no padding) → MaxPool2d(2): shape (C, H, W)?"""
-    got, verdict = numbers_answer(answer, ("C", "H", "W"), whole=True)
-    if verdict is not None:
-        return verdict
-    if got == (8, 14, 14):
-        return feedback(True, "畳み込み（conv）: 32 − 5 + 1 = 28、プーリング（pool）: 28 / 2 = 14。"
-                              "フィルタが 8 枚なのでチャネルは 8")
-    if got == (14, 14, 8):
-        return feedback(False, "数は合っています。(C, H, W) の順（order）に並べてください")
-    if got in ((8, 28, 28), (8, 16, 16)):
-        return feedback(False, "1 段ずつ確かめましょう: パディングなしなら H − K + 1、"
-                               "それをプーリングで半分にします")
-    return feedback(False, "チャネル数はフィルタの枚数で決まります。H は (H + 2P − K) / S + 1、"
-                           "そのあとプーリング")
+    one_step = ("1 段ずつ確かめましょう: パディングなしなら H − K + 1、"
+                "それをプーリングで半分にします")
+    return check_numbers(
+        answer, ("C", "H", "W"), (8, 14, 14),
+        "畳み込み（conv）: 32 − 5 + 1 = 28、プーリング（pool）: 28 / 2 = 14。"
+        "フィルタが 8 枚なのでチャネルは 8",
+        {(14, 14, 8): "数は合っています。(C, H, W) の順（order）に並べてください",
+         (8, 28, 28): one_step, (8, 16, 16): one_step},
+        "チャネル数はフィルタの枚数で決まります。H は (H + 2P − K) / S + 1、そのあとプーリング")
 
 
 @exercise
 def check_mlp_params(answer: object) -> Feedback:
     """演習 2: the lecture's MLP: a flattened 32×32×3 image into 1000 neurons, weights + biases."""
-    value, verdict = number_answer(answer, whole=True)
-    if verdict is not None:
-        return verdict
     weights = 32 * 32 * 3 * 1000
-    if value == weights + 1000:
-        return feedback(True, f"3072·1000 + 1000 = {weights + 1000:,}。講義の「300万」"
-                              "（正確には 3,072,000）に、ニューロン 1 つにつき 1 つのバイアスを"
-                              "足した数です")
-    if value == weights:
-        return feedback(False, "重みの数は合っています（講義の 300万）。バイアス（biases）を"
-                               "足しましょう")
-    return feedback(False, "まずフラット化（flatten）します: 32·32·3 = 3072 個の入力が、"
-                           "1000 個のニューロンすべてにつながります")
+    return check_number(
+        answer, weights + 1000, f"3072·1000 + 1000 = {weights + 1000:,}。講義の「300万」"
+                                "（正確には 3,072,000）に、ニューロン 1 つにつき 1 つのバイアスを"
+                                "足した数です",
+        {weights: "重みの数は合っています（講義の 300万）。バイアス（biases）を足しましょう"},
+        "まずフラット化（flatten）します: 32·32·3 = 3072 個の入力が、"
+        "1000 個のニューロンすべてにつながります")
 
 
 @exercise
 def check_cnn_params(answer: object) -> Feedback:
     """演習 3: parameters of ``make_cnn(3, 5, 32)`` (the shapes network), counted by hand."""
-    value, verdict = number_answer(answer, whole=True)
-    if verdict is not None:
-        return verdict
     conv1, bn1 = 16 * (3 * 3 * 3 + 1), 2 * 16
     conv2, bn2 = 32 * (3 * 3 * 16 + 1), 2 * 32
     fc = 32 * 8 * 8 * 5 + 5
     total = conv1 + bn1 + conv2 + bn2 + fc
-    if value == total:
-        return feedback(True, f"{conv1} + {bn1} + {conv2} + {bn2} + {fc} = {total:,}。"
-                              "大半は全結合層（Linear）が持っています")
-    if value == total - bn1 - bn2:
-        return feedback(False, "BatchNorm2d もチャネルごとに gamma と beta を学習します")
-    return feedback(False, "層ごとに: 畳み込み F·(k·k·C + 1)、BatchNorm 2·C、全結合 "
-                           "D_out·(D_in + 1)。summary(model, (3, 32, 32)) で 1 層ずつ"
-                           "確かめられます")
+    return check_number(
+        answer, total, f"{conv1} + {bn1} + {conv2} + {bn2} + {fc} = {total:,}。"
+                       "大半は全結合層（Linear）が持っています",
+        {total - bn1 - bn2: "BatchNorm2d もチャネルごとに gamma と beta を学習します"},
+        "層ごとに: 畳み込み F·(k·k·C + 1)、BatchNorm 2·C、全結合 D_out·(D_in + 1)。"
+        "summary(model, (3, 32, 32)) で 1 層ずつ確かめられます")
 
 
 def _reference_step(model: Sequential, optimizer: SGD, x: np.ndarray, y: np.ndarray) -> float:

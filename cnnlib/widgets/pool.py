@@ -22,22 +22,17 @@ from matplotlib.figure import Figure
 from cnnlib import viz
 from cnnlib.conv import conv_output_size
 from cnnlib.pool import avg_pool2d_forward, max_pool2d_forward
-from cnnlib.widgets._base import (
-    Explorer,
+from cnnlib.widgets._answers import (
     Feedback,
-    array_answer,
-    check_cases,
+    check_array,
     check_choice,
-    compare_student_array,
-    dropdown,
+    check_function,
+    check_number,
     exercise,
-    feedback,
-    int_slider,
-    number_answer,
 )
-from cnnlib.widgets._images import EXPLORER_SIZE, conv_gray, explorer_image, make_filter
+from cnnlib.widgets._base import Explorer, dropdown, int_slider
+from cnnlib.widgets._images import EXPLORER_SIZE, LECTURE_X, conv_gray, explorer_image, make_filter
 
-LECTURE_X = np.array([[1, 3, 2, 4], [5, 6, 1, 2], [7, 2, 8, 1], [3, 4, 0, 9]], dtype=np.float64)
 MODE_LABELS = {"max": "最大（max）", "avg": "平均（avg）"}
 WINDOW_COLOURS = ("C0", "C1", "C2", "C3", "C4", "C5", "C6", "C8", "C9")
 
@@ -266,65 +261,43 @@ def show_shift_tolerance(windows: tuple[int, ...] = (1, 2, 4), max_shift: int = 
 EXERCISE_X = np.array([[2, 0, 1, 5], [4, 3, 2, 2], [1, 8, 0, 6], [7, 1, 3, 3]], dtype=np.float64)
 
 
-def _matrix_feedback(answer: object, expected: np.ndarray, what: str) -> Feedback:
-    got, verdict = array_answer(answer, expected.shape, f"{what}の結果")
-    if verdict is not None:
-        return verdict
-    wrong = np.argwhere(~np.isclose(got, expected))
-    if len(wrong):
-        i, j = wrong[0]
-        return feedback(False, f"{len(wrong)} 個の値が違います（values differ）。たとえば行 {i}、"
-                               f"列 {j} です（0 から数えます）")
-    return feedback(True, f"{what}の結果 = {expected.tolist()}")
-
-
 @exercise
 def check_max_pool(answer: object) -> Feedback:
     """演習 1: 2×2 max pooling (stride 2) of ``EXERCISE_X`` by hand."""
-    return _matrix_feedback(answer, pool2d(EXERCISE_X, 2, mode="max"),
-                            "最大プーリング（max pooling）")
+    return check_array(answer, pool2d(EXERCISE_X, 2, mode="max"), "最大プーリング（max pooling）")
 
 
 @exercise
 def check_avg_pool(answer: object) -> Feedback:
     """演習 2: 2×2 average pooling (stride 2) of ``EXERCISE_X`` by hand."""
-    return _matrix_feedback(answer, pool2d(EXERCISE_X, 2, mode="avg"),
-                            "平均プーリング（average pooling）")
+    return check_array(answer, pool2d(EXERCISE_X, 2, mode="avg"),
+                       "平均プーリング（average pooling）")
 
 
 @exercise
 def check_pool_output_size(answer: object) -> Feedback:
     """演習 3: 28×28 map, window 3, stride 2 → output height."""
-    value, verdict = number_answer(answer, whole=True)
-    if verdict is not None:
-        return verdict
     expected = conv_output_size(28, 3, 2)
-    if value == expected:
-        return feedback(True, f"⌊(28 − 3)/2⌋ + 1 = {expected}。最後の行は捨てられます"
-                              "（the last row is dropped）")
-    if value == 14:
-        return feedback(False, "28/2 はウィンドウが 2×2 のときの答えです。ここでは p = 3 です")
-    return feedback(False, "式 ⌊(H − p)/s⌋ + 1 に当てはめましょう")
+    return check_number(answer, expected, f"⌊(28 − 3)/2⌋ + 1 = {expected}。最後の行は捨てられます"
+                                          "（the last row is dropped）",
+                        {14: "28/2 はウィンドウが 2×2 のときの答えです。ここでは p = 3 です"},
+                        "式 ⌊(H − p)/s⌋ + 1 に当てはめましょう")
 
 
 @exercise
 def check_my_avg_pool(fn: Callable) -> Feedback:
     """演習 4: ``fn(x, p)`` averages non-overlapping p×p windows of a 2-D map."""
     rng = np.random.default_rng(2)
-
-    def run_case(case: tuple) -> Feedback | None:
-        shape, p = case
-        x = rng.normal(size=shape)
-        text = f"x の形 {shape}、p = {p} のとき"
-        return compare_student_array(
-            fn, (x.copy(), p), pool2d(x, p, mode="avg"), rtol=1e-5, atol=1e-8,
-            shape_message=text + "、出力の形は {want} のはずですが {got} でした。ウィンドウを"
-                                 "満たさない行・列は捨てます（dropped）",
-            value_message=text + "、形は合っていますが値が違います（values differ）")
-
-    return check_cases([((4, 4), 2), ((6, 9), 3), ((5, 7), 2), ((3, 3), 1)], run_case,
-                       "p で割り切れない大きさ（odd sizes）も含めて、"
-                       "cnnlib.pool.avg_pool2d_forward と一致します")
+    cases = [(rng.normal(size=shape), p) for shape, p in [((4, 4), 2), ((6, 9), 3), ((5, 7), 2),
+                                                         ((3, 3), 1)]]
+    case = "x の形 {0.shape}、p = {1} のとき"
+    return check_function(
+        fn, lambda x, p: pool2d(x, p, mode="avg"), cases, rtol=1e-5, atol=1e-8,
+        shape_message=case + "、出力の形は {want} のはずですが {got} でした。ウィンドウを"
+                             "満たさない行・列は捨てます（dropped）",
+        value_message=case + "、形は合っていますが値が違います（values differ）",
+        success="p で割り切れない大きさ（odd sizes）も含めて、"
+                "cnnlib.pool.avg_pool2d_forward と一致します")
 
 
 @exercise

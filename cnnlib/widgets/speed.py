@@ -33,14 +33,14 @@ from cnnlib.layers import Sequential
 from cnnlib.losses import softmax_cross_entropy
 from cnnlib.recipe import is_small
 from cnnlib.viz import show_table
-from cnnlib.widgets._base import (
+from cnnlib.widgets._answers import (
     Feedback,
     call_student,
     check_choice,
+    check_number,
     exercise,
     feedback,
     is_placeholder,
-    number_answer,
 )
 
 __all__ = [
@@ -328,21 +328,14 @@ LENET_CONV2 = {"x_shape": (64, 8, 14, 14), "w_shape": (16, 8, 5, 5), "padding": 
 def check_conv_macs(answer: object) -> Feedback:
     """演習 1: multiply-adds of LeNet's second convolution (batch 64, 8 → 16 channels, 5×5,
     padding 2 on 14×14)."""
-    value, verdict = number_answer(answer, whole=True)
-    if verdict is not None:
-        return verdict
     expected = conv_macs(**LENET_CONV2)
-    if value == expected:
-        return feedback(True, f"64·16·14·14·8·5·5 = {expected:,}、"
-                              "約 0.08 GFLOP（積和 1 回で 2 FLOP）")
-    if value == expected // 64:
-        return feedback(False, "それは 1 サンプル分です。バッチには 64 サンプルあります")
-    if value == expected // 8:
-        return feedback(False, "各出力は 8 つの入力チャネルすべての和でもあります"
-                               "（all 8 input channels）")
-    if value == conv_macs((64, 8, 14, 14), (16, 8, 5, 5), padding=0):
-        return feedback(False, "padding 2 なら出力は 14×14 のままです（10×10 ではありません）")
-    return feedback(False, "出力の数 N·F·H_out·W_out に、出力 1 つあたりの積の数 C·K·K を掛けます")
+    return check_number(
+        answer, expected, f"64·16·14·14·8·5·5 = {expected:,}、約 0.08 GFLOP（積和 1 回で 2 FLOP）",
+        {expected // 64: "それは 1 サンプル分です。バッチには 64 サンプルあります",
+         expected // 8: "各出力は 8 つの入力チャネルすべての和でもあります（all 8 input channels）",
+         conv_macs((64, 8, 14, 14), (16, 8, 5, 5), padding=0):
+             "padding 2 なら出力は 14×14 のままです（10×10 ではありません）"},
+        "出力の数 N·F·H_out·W_out に、出力 1 つあたりの積の数 C·K·K を掛けます")
 
 
 @exercise
@@ -413,13 +406,12 @@ def _source(fn: Callable) -> str:
 @exercise
 def check_float32_rounding(answer: object) -> Feedback:
     """演習 4 (derive): the value of ``np.float32(1) + np.float32(1e-8)``."""
-    value, verdict = number_answer(answer)
-    if verdict is not None:
-        return verdict
-    expected = float(np.float32(1) + np.float32(1e-8))
-    if value == expected:
-        return feedback(True, "1 の隣の float32 の間隔は 2⁻²³ ≈ 1.2e-7 なので、"
-                              "1e-8 は丸めで消えます")
-    if abs(value - (1 + 1e-8)) < 1e-12:
-        return feedback(False, "それには有効数字が約 9 桁必要です。float32 は約 7 桁しか持ちません")
-    return feedback(False, "1 と、その次に大きい float32 の数との間隔 2⁻²³ を考えましょう")
+
+    def otherwise(value: float) -> str:
+        if abs(value - (1 + 1e-8)) < 1e-12:
+            return "それには有効数字が約 9 桁必要です。float32 は約 7 桁しか持ちません"
+        return "1 と、その次に大きい float32 の数との間隔 2⁻²³ を考えましょう"
+
+    return check_number(answer, float(np.float32(1) + np.float32(1e-8)),
+                        "1 の隣の float32 の間隔は 2⁻²³ ≈ 1.2e-7 なので、1e-8 は丸めで消えます",
+                        {}, otherwise, whole=False)
