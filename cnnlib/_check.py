@@ -49,6 +49,13 @@ def as_float_array(x: object, name: str, dtype: np.dtype | None = None) -> np.nd
     return np.asarray(arr, dtype=dtype, order="C")  # keeps 0-d scalars 0-d
 
 
+def as_float_arrays(**arrays: object) -> tuple[np.ndarray, ...]:
+    """Each array (named by its keyword, for messages) in the common float dtype of all of them
+    (``float_dtype``), in the order given: ``x, w, b = as_float_arrays(x=x, w=w, b=b)``."""
+    dtype = float_dtype(*arrays.values())
+    return tuple(as_float_array(a, name, dtype) for name, a in arrays.items())
+
+
 def check_ndim(x: np.ndarray, ndim: int, name: str, layout: str) -> None:
     """Require ``x.ndim == ndim``; ``layout`` names the axes, e.g. ``"(N, C, H, W)"``."""
     if x.ndim != ndim:

@@ -21,14 +21,13 @@ import numpy as np
 from . import _conv_fast
 from ._check import (
     METHODS,
-    as_float_array,
+    as_float_arrays,
     as_int,
     as_pair,
     check_cache,
     check_dout,
     check_method,
     check_ndim,
-    float_dtype,
 )
 from ._jit import kernel, prange
 
@@ -112,10 +111,8 @@ def conv2d_forward(
     notebook 05 the backward pass.
     """
     method = check_method(method)
-    dtype = float_dtype(x, w, b)
-    x = as_float_array(x, "x", dtype)
-    w = as_float_array(w, "w", dtype)
-    b = as_float_array(b, "b", dtype)
+    x, w, b = as_float_arrays(x=x, w=w, b=b)
+    dtype = x.dtype
     check_ndim(x, 4, "x", "(N, C, H, W)")
     check_ndim(w, 4, "w", "(F, C, KH, KW)")
     N, C, H, W = x.shape

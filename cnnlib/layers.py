@@ -143,7 +143,9 @@ class Conv2d(Layer):
 
 
 class _Pool2d(Layer):
-    """Shared constructor of the pooling layers (no parameters)."""
+    """The pooling layers: ``pool.<pair>_forward`` / ``<pair>_backward``, no parameters."""
+
+    pair = ""
 
     def __init__(self, kernel_size: int | tuple[int, int],
                  stride: int | tuple[int, int] | None = None,
@@ -154,6 +156,13 @@ class _Pool2d(Layer):
         self.padding = as_pair(padding, "padding", 0)
         check_pool_padding(self.padding, self.kernel_size)
 
+    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, object]:
+        forward = getattr(pool, f"{self.pair}_forward")
+        return forward(x, self.kernel_size, self.stride, self.padding)
+
+    def _backward(self, dout, cache, input_grad):
+        return getattr(pool, f"{self.pair}_backward")(dout, cache), {}
+
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
@@ -161,28 +170,23 @@ class _Pool2d(Layer):
 class MaxPool2d(_Pool2d):
     """Max pooling via ``max_pool2d_forward`` (stride None = kernel_size; padding is −∞)."""
 
-    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, object]:
-        return pool.max_pool2d_forward(x, self.kernel_size, self.stride, self.padding)
-
-    def _backward(self, dout, cache, input_grad):
-        return pool.max_pool2d_backward(dout, cache), {}
+    pair = "max_pool2d"
 
 
 class AvgPool2d(_Pool2d):
     """Average pooling via ``avg_pool2d_forward`` (zero padding counted in the mean)."""
 
-    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, object]:
-        return pool.avg_pool2d_forward(x, self.kernel_size, self.stride, self.padding)
-
-    def _backward(self, dout, cache, input_grad):
-        return pool.avg_pool2d_backward(dout, cache), {}
+    pair = "avg_pool2d"
 
 
 # ------------------------------------------------------------------------------ normalisation
 
 
 class _Norm(Layer):
-    """Shared constructor: ``params["gamma"]`` ones (C,), ``params["beta"]`` zeros (C,)."""
+    """The normalisation layers: ``params["gamma"]`` ones (C,), ``params["beta"]`` zeros (C,);
+    ``norm.<pair>_forward`` / ``<pair>_backward`` with the keyword arguments of ``_hyper()``."""
+
+    pair = ""
 
     def __init__(self, num_channels: int, eps: float, dtype: type | np.dtype) -> None:
         super().__init__()
@@ -190,6 +194,17 @@ class _Norm(Layer):
         dtype = _param_dtype(dtype)
         self.params = {"gamma": np.ones(num_channels, dtype), "beta": np.zeros(num_channels, dtype)}
         self.grads = {name: np.zeros_like(p) for name, p in self.params.items()}
+
+    def _hyper(self) -> dict:
+        return {}
+
+    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, object]:
+        forward = getattr(norm, f"{self.pair}_forward")
+        return forward(x, self.params["gamma"], self.params["beta"], eps=self.eps, **self._hyper())
+
+    def _backward(self, dout, cache, input_grad):
+        dx, dgamma, dbeta = getattr(norm, f"{self.pair}_backward")(dout, cache)
+        return dx, {"gamma": dgamma, "beta": dbeta}
 
 
 class BatchNorm2d(_Norm):
@@ -239,18 +254,12 @@ class BatchNorm2d(_Norm):
 class LayerNorm2d(_Norm):
     """Layer normalisation per sample over (C, H, W), per-channel gamma, beta (C,)."""
 
+    pair = "layer_norm"
+
     def __init__(self, num_channels: int, eps: float = 1e-5,
                  dtype: type | np.dtype = np.float32) -> None:
         self.num_channels = as_int(num_channels, "num_channels", 1)
         super().__init__(self.num_channels, eps, dtype)
-
-    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, object]:
-        return norm.layer_norm_forward(x, self.params["gamma"], self.params["beta"],
-                                                   eps=self.eps)
-
-    def _backward(self, dout, cache, input_grad):
-        dx, dgamma, dbeta = norm.layer_norm_backward(dout, cache)
-        return dx, {"gamma": dgamma, "beta": dbeta}
 
     def extra_repr(self) -> str:
         return f"{self.num_channels}, eps={self.eps}"
@@ -258,6 +267,8 @@ class LayerNorm2d(_Norm):
 
 class GroupNorm(_Norm):
     """Group normalisation per sample over each group of C / num_groups channels and (H, W)."""
+
+    pair = "group_norm"
 
     def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5,
                  dtype: type | np.dtype = np.float32) -> None:
@@ -268,13 +279,8 @@ class GroupNorm(_Norm):
                              f"num_channels={self.num_channels}")
         super().__init__(self.num_channels, eps, dtype)
 
-    def _forward(self, x: np.ndarray) -> tuple[np.ndarray, object]:
-        return norm.group_norm_forward(x, self.params["gamma"], self.params["beta"],
-                                                   self.num_groups, eps=self.eps)
-
-    def _backward(self, dout, cache, input_grad):
-        dx, dgamma, dbeta = norm.group_norm_backward(dout, cache)
-        return dx, {"gamma": dgamma, "beta": dbeta}
+    def _hyper(self) -> dict:
+        return {"groups": self.num_groups}
 
     def extra_repr(self) -> str:
         return f"{self.num_groups}, {self.num_channels}, eps={self.eps}"

@@ -14,12 +14,11 @@ from typing import NamedTuple
 import numpy as np
 
 from ._check import (
-    as_float_array,
+    as_float_arrays,
     check_cache,
     check_dout,
     check_method,
     check_ndim,
-    float_dtype,
 )
 from ._jit import kernel, prange
 
@@ -40,10 +39,8 @@ def linear_forward(x: object, w: object, b: object, *,
     ``linear_forward_kernel`` (and the backward ``linear_backward_kernel``) instead of BLAS.
     """
     method = check_method(method)
-    dtype = float_dtype(x, w, b)
-    x = as_float_array(x, "x", dtype)
-    w = as_float_array(w, "w", dtype)
-    b = as_float_array(b, "b", dtype)
+    x, w, b = as_float_arrays(x=x, w=w, b=b)
+    dtype = x.dtype
     check_ndim(w, 2, "w", "(D_out, D_in)")
     _check_x(x, w)
     if b.shape != (w.shape[0],):

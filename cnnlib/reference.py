@@ -108,15 +108,27 @@ def max_pool2d(x, kernel_size, stride=None, padding=0):
     return out
 
 
-def max_pool2d_backward(dout, x, kernel_size, stride=None, padding=0):
-    """Each window's gradient goes to its first maximum in row-major order."""
+def _pool_backward(dout, x, kernel_size, stride, padding, fill, route):
+    """dX from ``route(window) -> weights``: each window adds dout[n, c, i, j]·weights to the
+    padded dX under it; the padding is cut off at the end."""
     ph, pw = _pair(padding)
     x = np.asarray(x, dtype=np.float64)
     dxp = np.zeros((x.shape[0], x.shape[1], x.shape[2] + 2 * ph, x.shape[3] + 2 * pw))
-    for n, c, i, j, rows, cols, window in _pool_windows(x, kernel_size, stride, padding, -np.inf):
-        m, q = np.unravel_index(np.argmax(window), window.shape)
-        dxp[n, c, rows.start + m, cols.start + q] += dout[n, c, i, j]
+    for n, c, i, j, rows, cols, window in _pool_windows(x, kernel_size, stride, padding, fill):
+        dxp[n, c, rows, cols] += dout[n, c, i, j] * route(window)
     return dxp[:, :, ph:dxp.shape[2] - ph, pw:dxp.shape[3] - pw]
+
+
+def _first_max(window):
+    """1 at the window's first maximum in row-major order, 0 elsewhere."""
+    weights = np.zeros(window.shape)
+    weights[np.unravel_index(np.argmax(window), window.shape)] = 1.0
+    return weights
+
+
+def max_pool2d_backward(dout, x, kernel_size, stride=None, padding=0):
+    """Each window's gradient goes to its first maximum in row-major order."""
+    return _pool_backward(dout, x, kernel_size, stride, padding, -np.inf, _first_max)
 
 
 def avg_pool2d(x, kernel_size, stride=None, padding=0):
@@ -129,12 +141,8 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0):
 
 def avg_pool2d_backward(dout, x, kernel_size, stride=None, padding=0):
     """Each window spreads its gradient evenly: dX[window] += dY / (KH·KW)."""
-    ph, pw = _pair(padding)
-    x = np.asarray(x, dtype=np.float64)
-    dxp = np.zeros((x.shape[0], x.shape[1], x.shape[2] + 2 * ph, x.shape[3] + 2 * pw))
-    for n, c, i, j, rows, cols, window in _pool_windows(x, kernel_size, stride, padding, 0.0):
-        dxp[n, c, rows, cols] += dout[n, c, i, j] / window.size
-    return dxp[:, :, ph:dxp.shape[2] - ph, pw:dxp.shape[3] - pw]
+    return _pool_backward(dout, x, kernel_size, stride, padding, 0.0,
+                          lambda window: np.full(window.shape, 1.0 / window.size))
 
 
 # --- normalization ----------------------------------------------------------------------------
