@@ -1,0 +1,216 @@
+"""Run All, again and again, each time in a fresh kernel: does the Jupyter stack ever hang?
+
+    python benchmarks/bench_hang.py                       # 10 runs with this Python (~2 min)
+    python benchmarks/bench_hang.py --runs 100 \\
+        --python /work/venvs/stack-pinned/bin/python --python /work/venvs/stack-latest/bin/python
+
+Issue 15: with ipykernel 7, ``jupyter execute`` sometimes sat forever in a notebook, the kernel
+idle, the client waiting for a reply that never came. This script counts how often that happens.
+
+Each run executes one notebook (``--notebooks``, taken in turn) top to bottom in small mode
+(``CNNLIB_SMALL=1``, as the tests run them) in a worker process started with the Python of the
+stack under test: the worker's nbclient (what ``jupyter execute`` uses) starts a new
+``python3`` kernel of that same Python, runs every cell, and shuts the kernel down. A run ends as
+
+* **ok**: every cell ran;
+* **hang**: a cell (or the kernel's start-up) got no reply within ``--cell-timeout`` seconds, or
+  the whole run outlived ``--run-timeout`` (the worker and its kernel are then killed);
+* **fail**: anything else (an error in a cell, a kernel that died).
+
+With several ``--python``, the stacks take turns run by run, so that the load of a shared machine
+falls on them alike. One worker at a time. Every run is appended as a JSON line to ``--log``; the
+table at the end gives the counts per stack with the versions of its Jupyter packages. Exit code
+1 if the first stack (the one the project installs) had a hang or a failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+DEFAULT_NOTEBOOKS = ["00", "02", "01", "00", "02", "03", "00", "02", "04", "05"]
+PACKAGES = ["ipykernel", "jupyter_client", "pyzmq", "tornado", "nbclient", "ipython"]
+
+
+# --- the worker: runs in the Python of the stack under test ------------------------------------
+
+
+def worker(notebook: str, cell_timeout: float) -> None:
+    """Execute ``notebook`` in a new kernel; print one JSON line saying how it went."""
+    from importlib import metadata
+
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    nb = nbformat.read(notebook, as_version=4)
+    client = NotebookClient(nb, timeout=cell_timeout, startup_timeout=cell_timeout,
+                            kernel_name="python3", allow_errors=False,
+                            resources={"metadata": {"path": str(Path(notebook).parent)}})
+    result = {"versions": versions, "python": sys.executable}
+    # jupyter_client starts the kernel in a process group of its own: tell the driver its pid,
+    # so that it can kill the kernel too if this worker has to be killed.
+    client.on_notebook_start = lambda **_: print(f"KERNEL_PID {client.km.provisioner.pid}",
+                                                 flush=True)
+    running = [None]  # the cell being executed, for the report of a hang
+
+    def on_cell_start(cell, cell_index) -> None:
+        running[0] = cell_index
+        print(f"CELL {cell_index}", flush=True)
+
+    client.on_cell_start = on_cell_start
+    start = time.monotonic()
+    try:
+        client.execute()
+        result["outcome"] = "ok"
+    except CellTimeoutError as e:
+        result.update(outcome="hang", cell=running[0], detail=str(e).splitlines()[0])
+    except RuntimeError as e:  # "Kernel didn't respond in N seconds" (no kernel_info_reply)
+        hang = "didn't respond" in str(e)
+        result.update(outcome="hang" if hang else "fail", cell=None, detail=str(e)[:300])
+    except DeadKernelError as e:
+        result.update(outcome="fail", cell=running[0], detail=f"kernel died: {e}"[:300])
+    except CellExecutionError as e:
+        result.update(outcome="fail", cell=running[0], detail=str(e)[-300:])
+    result["seconds"] = round(time.monotonic() - start, 2)
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+# --- the driver --------------------------------------------------------------------------------
+
+
+def notebook_path(key: str) -> Path:
+    found = sorted(NOTEBOOKS.glob(f"{key}*.ipynb"))
+    if len(found) != 1:
+        raise SystemExit(f"--notebooks: {key!r} matches {[p.name for p in found]}")
+    return found[0]
+
+
+def run_once(python: str, notebook: Path, cell_timeout: float, run_timeout: float,
+             home: Path) -> dict:
+    """One Run All in a worker process of ``python``; the worker is killed after run_timeout."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER", "PYTHON"))}
+    bin_dir = str(Path(python).parent)
+    env.update(
+        PATH=bin_dir + os.pathsep + env.get("PATH", ""),  # the kernel's "python" is this one
+        VIRTUAL_ENV=str(Path(python).parent.parent),
+        CNNLIB_SMALL="1",
+        # Only the kernel of the worker's own Python: no user or system kernelspecs.
+        JUPYTER_CONFIG_DIR=str(home / "config"),
+        JUPYTER_DATA_DIR=str(home / "data"),
+        JUPYTER_RUNTIME_DIR=str(home / "runtime"),
+        IPYTHONDIR=str(home / "ipython"),
+    )
+    env.pop("MPLBACKEND", None)
+    command = [python, str(Path(__file__).resolve()), "--worker", str(notebook),
+               "--cell-timeout", str(cell_timeout)]
+    start = time.monotonic()
+    process = subprocess.Popen(command, cwd=notebook.parent, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+    timed_out = False
+    try:
+        out, err = process.communicate(timeout=run_timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        os.killpg(process.pid, signal.SIGKILL)
+        out, err = process.communicate()
+    for line in out.splitlines():  # a kernel left behind would keep a core busy
+        if line.startswith("KERNEL_PID "):
+            _kill_group(int(line.split()[1]))
+    _kill_group(process.pid)
+    if timed_out:
+        cells = [int(line.split()[1]) for line in out.splitlines() if line.startswith("CELL ")]
+        return {"outcome": "hang", "cell": cells[-1] if cells else None,
+                "detail": f"the whole run outlived {run_timeout:.0f} s (killed)",
+                "seconds": round(time.monotonic() - start, 2)}
+    for line in out.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line.removeprefix("RESULT "))
+    return {"outcome": "fail", "cell": None, "seconds": round(time.monotonic() - start, 2),
+            "detail": f"worker exited with {process.returncode}: {err.strip()[-300:]}"}
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--python", action="append",
+                        help="Python of a stack to test (repeat to compare; default: this one)")
+    parser.add_argument("--runs", type=int, default=10, help="Run-All executions per stack")
+    parser.add_argument("--notebooks", nargs="+", default=DEFAULT_NOTEBOOKS,
+                        help="notebook numbers, executed in turn (default: %(default)s)")
+    parser.add_argument("--cell-timeout", type=float, default=60,
+                        help="seconds one cell may take (the slowest takes ~5 s in small mode)")
+    parser.add_argument("--run-timeout", type=float, default=180,
+                        help="seconds one Run All may take in all, kernel start included")
+    parser.add_argument("--log", type=Path, help="append one JSON line per run here")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        worker(args.worker, args.cell_timeout)
+        return 0
+
+    pythons = args.python or [sys.executable]
+    notebooks = [notebook_path(key) for key in args.notebooks]
+    counts = {p: {"ok": 0, "hang": 0, "fail": 0} for p in pythons}
+    versions: dict[str, dict] = {}
+    hangs: list[str] = []
+    print(f"{args.runs} runs per stack, cell timeout {args.cell_timeout:.0f} s, run timeout "
+          f"{args.run_timeout:.0f} s, notebooks in turn: {' '.join(args.notebooks)}", flush=True)
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="bench_hang_") as tmp:
+        for k in range(args.runs):
+            notebook = notebooks[k % len(notebooks)]
+            for python in pythons:
+                result = run_once(python, notebook, args.cell_timeout, args.run_timeout,
+                                  Path(tmp))
+                counts[python][result["outcome"]] += 1
+                versions.setdefault(python, result.get("versions") or {})
+                record = {"run": k, "python": python, "notebook": notebook.name,
+                          "load1": round(os.getloadavg()[0], 2), **result}
+                record.pop("versions", None)
+                if args.log:
+                    with open(args.log, "a") as log:
+                        log.write(json.dumps(record) + "\n")
+                tag = f"{result['outcome']:<4}"
+                if result["outcome"] != "ok":
+                    tag += f" cell {result.get('cell')}: {result.get('detail', '')[:120]}"
+                    if result["outcome"] == "hang":
+                        hangs.append(f"{python}: {notebook.name} cell {result.get('cell')}")
+                print(f"[{time.monotonic() - t0:7.0f} s] run {k + 1:3d} {notebook.name:<40} "
+                      f"{result['seconds']:6.1f} s  {python}: {tag}", flush=True)
+
+    print(f"\n{'stack (Python)':<44} | {'ok':>4} | {'hang':>4} | {'fail':>4} | versions")
+    print("-" * 120)
+    for python in pythons:
+        c = counts[python]
+        v = ", ".join(f"{name} {ver}" for name, ver in versions.get(python, {}).items())
+        print(f"{python:<44} | {c['ok']:4d} | {c['hang']:4d} | {c['fail']:4d} | {v}")
+    if hangs:
+        print("\nhangs:\n  " + "\n  ".join(hangs))
+    first = counts[pythons[0]]
+    return 1 if first["hang"] or first["fail"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
