@@ -17,6 +17,11 @@ stack under test: the worker's nbclient (what ``jupyter execute`` uses) starts a
   the whole run outlived ``--run-timeout`` (the worker and its kernel are then killed);
 * **fail**: anything else (an error in a cell, a kernel that died).
 
+When a cell times out, the worker looks before giving up, to tell where the message was lost:
+whether the reply is waiting unread in the client's own socket (the client missed its wake-up),
+and, through a second connection, whether the kernel ever ran the cell (``len(In)``): if it did
+not, the kernel lost the request (ipykernel 7's bug); if it did, the reply was lost on the way.
+
 With several ``--python``, the stacks take turns run by run, so that the load of a shared machine
 falls on them alike. One worker at a time. Every run is appended as a JSON line to ``--log``; the
 table at the end gives the counts per stack with the versions of its Jupyter packages. Exit code
@@ -49,8 +54,45 @@ def worker(notebook: str, cell_timeout: float) -> None:
     from importlib import metadata
 
     import nbformat
+    import zmq
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+
+    class Client(NotebookClient):
+        diagnosis: dict | None = None
+
+        async def _async_handle_timeout(self, timeout, cell=None):
+            self.diagnosis = diagnose(self)
+            return await super()._async_handle_timeout(timeout, cell)
+
+    def diagnose(client) -> dict:
+        """Where is the lost message? (the kernel is still running)"""
+        sent = client.code_cells_executed  # execute requests sent so far
+        found = {"requests_sent": sent}
+        for name in ("shell", "iopub"):
+            events = getattr(client.kc, f"{name}_channel").socket.getsockopt(zmq.EVENTS)
+            found[f"unread_{name}_at_client"] = bool(events & zmq.POLLIN)
+        probe = client.km.blocking_client()
+        probe.start_channels(shell=True, iopub=False, stdin=False, hb=False, control=False)
+        try:
+            msg_id = probe.execute("", silent=True, store_history=False,
+                                   user_expressions={"n": "len(In) - 1"})
+            reply = probe.get_shell_msg(timeout=10)
+            assert reply["parent_header"]["msg_id"] == msg_id
+            found["cells_run_by_kernel"] = int(
+                reply["content"]["user_expressions"]["n"]["data"]["text/plain"])
+        except Exception as e:  # a kernel that does not answer a second client either
+            found["cells_run_by_kernel"] = f"no answer: {type(e).__name__}"
+        finally:
+            probe.stop_channels()
+        run = found["cells_run_by_kernel"]
+        found["verdict"] = (
+            "reply waiting unread in the client's socket" if found["unread_shell_at_client"]
+            else "kernel never ran the cell: request lost" if run == sent - 1
+            else "kernel ran the cell, no reply at the client" if run == sent
+            else "kernel busy: no answer to a second client" if isinstance(run, str)
+            else "unclear")
+        return found
 
     versions = {}
     for name in PACKAGES:
@@ -59,7 +101,7 @@ def worker(notebook: str, cell_timeout: float) -> None:
         except metadata.PackageNotFoundError:
             versions[name] = None
     nb = nbformat.read(notebook, as_version=4)
-    client = NotebookClient(nb, timeout=cell_timeout, startup_timeout=cell_timeout,
+    client = Client(nb, timeout=cell_timeout, startup_timeout=cell_timeout,
                             kernel_name="python3", allow_errors=False,
                             resources={"metadata": {"path": str(Path(notebook).parent)}})
     result = {"versions": versions, "python": sys.executable}
@@ -70,8 +112,9 @@ def worker(notebook: str, cell_timeout: float) -> None:
     running = [None]  # the cell being executed, for the report of a hang
 
     def on_cell_start(cell, cell_index) -> None:
-        running[0] = cell_index
-        print(f"CELL {cell_index}", flush=True)
+        if cell.cell_type == "code":
+            running[0] = cell_index
+            print(f"CELL {cell_index}", flush=True)
 
     client.on_cell_start = on_cell_start
     start = time.monotonic()
@@ -79,7 +122,8 @@ def worker(notebook: str, cell_timeout: float) -> None:
         client.execute()
         result["outcome"] = "ok"
     except CellTimeoutError as e:
-        result.update(outcome="hang", cell=running[0], detail=str(e).splitlines()[0])
+        result.update(outcome="hang", cell=running[0], detail=str(e).splitlines()[0],
+                      diagnosis=client.diagnosis)
     except RuntimeError as e:  # "Kernel didn't respond in N seconds" (no kernel_info_reply)
         hang = "didn't respond" in str(e)
         result.update(outcome="hang" if hang else "fail", cell=None, detail=str(e)[:300])
@@ -195,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
                 tag = f"{result['outcome']:<4}"
                 if result["outcome"] != "ok":
                     tag += f" cell {result.get('cell')}: {result.get('detail', '')[:120]}"
+                    if result.get("diagnosis"):
+                        tag += f" ({result['diagnosis']['verdict']})"
                     if result["outcome"] == "hang":
                         hangs.append(f"{python}: {notebook.name} cell {result.get('cell')}")
                 print(f"[{time.monotonic() - t0:7.0f} s] run {k + 1:3d} {notebook.name:<40} "
