@@ -13,8 +13,11 @@ stack under test: the worker's nbclient (what ``jupyter execute`` uses) starts a
 ``python3`` kernel of that same Python, runs every cell, and shuts the kernel down. A run ends as
 
 * **ok**: every cell ran;
-* **hang**: a cell (or the kernel's start-up) got no reply within ``--cell-timeout`` seconds, or
-  the whole run outlived ``--run-timeout`` (the worker and its kernel are then killed);
+* **hang**: a cell (or the kernel's start-up) got no reply within ``--cell-timeout`` seconds
+  while the kernel was not busy with it, or the whole run outlived ``--run-timeout`` (the worker
+  and its kernel are then killed);
+* **slow**: a cell took longer than ``--cell-timeout`` because the kernel was still running it
+  (a machine too busy for the timeout, not a lost message);
 * **fail**: anything else (an error in a cell, a kernel that died).
 
 When a cell times out, the worker looks before giving up, to tell where the message was lost:
@@ -24,8 +27,9 @@ not, the kernel lost the request (ipykernel 7's bug); if it did, the reply was l
 
 With several ``--python``, the stacks take turns run by run, so that the load of a shared machine
 falls on them alike. One worker at a time. Every run is appended as a JSON line to ``--log``; the
-table at the end gives the counts per stack with the versions of its Jupyter packages. Exit code
-1 if the first stack (the one the project installs) had a hang or a failure.
+table at the end gives the counts per stack with the versions of its Jupyter packages
+(``--summarize LOG`` prints it again from a log, also of a run that was stopped). Exit code 1 if
+the first stack (the one the project installs) had a hang or a failure.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
-DEFAULT_NOTEBOOKS = ["00", "02", "01", "00", "02", "03", "00", "02", "04", "05"]
+DEFAULT_NOTEBOOKS = ["00", "02", "01", "00", "02", "04"]  # the cheapest, and two more
 PACKAGES = ["ipykernel", "jupyter_client", "pyzmq", "tornado", "nbclient", "ipython"]
 
 
@@ -51,8 +55,6 @@ PACKAGES = ["ipykernel", "jupyter_client", "pyzmq", "tornado", "nbclient", "ipyt
 
 def worker(notebook: str, cell_timeout: float) -> None:
     """Execute ``notebook`` in a new kernel; print one JSON line saying how it went."""
-    from importlib import metadata
-
     import nbformat
     import zmq
     from nbclient import NotebookClient
@@ -94,17 +96,11 @@ def worker(notebook: str, cell_timeout: float) -> None:
             else "unclear")
         return found
 
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
     nb = nbformat.read(notebook, as_version=4)
     client = Client(nb, timeout=cell_timeout, startup_timeout=cell_timeout,
                             kernel_name="python3", allow_errors=False,
                             resources={"metadata": {"path": str(Path(notebook).parent)}})
-    result = {"versions": versions, "python": sys.executable}
+    result = {"python": sys.executable}
     # jupyter_client starts the kernel in a process group of its own: tell the driver its pid,
     # so that it can kill the kernel too if this worker has to be killed.
     client.on_notebook_start = lambda **_: print(f"KERNEL_PID {client.km.provisioner.pid}",
@@ -189,6 +185,49 @@ def run_once(python: str, notebook: Path, cell_timeout: float, run_timeout: floa
             "detail": f"worker exited with {process.returncode}: {err.strip()[-300:]}"}
 
 
+def classify(record: dict) -> str:
+    """ok, hang, slow or fail: a timed-out cell that the kernel was still running is slow."""
+    diagnosis = record.get("diagnosis") or {}
+    if record["outcome"] == "hang" and diagnosis.get("verdict", "").startswith("kernel busy"):
+        return "slow"
+    return record["outcome"]
+
+
+def versions_of(python: str) -> str:
+    """The versions of the Jupyter packages that ``python`` imports."""
+    code = ("from importlib import metadata as m\n"
+            f"for name in {PACKAGES!r}:\n"
+            "    try: print(name, m.version(name))\n"
+            "    except m.PackageNotFoundError: print(name, 'missing')\n")
+    try:
+        out = subprocess.run([python, "-c", code], capture_output=True, text=True,
+                             timeout=60).stdout
+    except OSError as e:
+        return f"({e})"
+    return ", ".join(out.split("\n")[:-1])
+
+
+def summary(records: list[dict], pythons: list[str]) -> dict[str, dict[str, int]]:
+    """Print the counts per stack (and each hang); return them."""
+    counts = {p: dict.fromkeys(("ok", "hang", "slow", "fail"), 0) for p in pythons}
+    for record in records:
+        counts.setdefault(record["python"], dict.fromkeys(("ok", "hang", "slow", "fail"), 0))
+        counts[record["python"]][classify(record)] += 1
+    print(f"\n{'stack (Python)':<40} | {'runs':>4} | {'ok':>4} | {'hang':>4} | {'slow':>4} | "
+          f"{'fail':>4} | versions")
+    print("-" * 130)
+    for python, c in counts.items():
+        print(f"{python:<40} | {sum(c.values()):4d} | {c['ok']:4d} | {c['hang']:4d} | "
+              f"{c['slow']:4d} | {c['fail']:4d} | {versions_of(python)}")
+    for record in records:
+        if classify(record) in ("hang", "fail"):
+            diagnosis = (record.get("diagnosis") or {}).get("verdict", "")
+            print(f"  {classify(record)}: {record['python']} run {record['run'] + 1} "
+                  f"{record['notebook']} cell {record.get('cell')}: "
+                  f"{record.get('detail', '')[:100]} {f'({diagnosis})' if diagnosis else ''}")
+    return counts
+
+
 def _kill_group(pid: int) -> None:
     try:
         os.killpg(pid, signal.SIGKILL)
@@ -204,21 +243,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--notebooks", nargs="+", default=DEFAULT_NOTEBOOKS,
                         help="notebook numbers, executed in turn (default: %(default)s)")
     parser.add_argument("--cell-timeout", type=float, default=60,
-                        help="seconds one cell may take (the slowest takes ~5 s in small mode)")
+                        help="seconds one cell may take (a few seconds each on a quiet machine)")
     parser.add_argument("--run-timeout", type=float, default=180,
                         help="seconds one Run All may take in all, kernel start included")
     parser.add_argument("--log", type=Path, help="append one JSON line per run here")
+    parser.add_argument("--summarize", type=Path, metavar="LOG",
+                        help="print the table of a log written by --log, and exit")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         worker(args.worker, args.cell_timeout)
         return 0
+    if args.summarize:
+        records = [json.loads(line) for line in args.summarize.read_text().splitlines() if line]
+        summary(records, list(dict.fromkeys(r["python"] for r in records)))
+        return 0
 
     pythons = args.python or [sys.executable]
     notebooks = [notebook_path(key) for key in args.notebooks]
-    counts = {p: {"ok": 0, "hang": 0, "fail": 0} for p in pythons}
-    versions: dict[str, dict] = {}
-    hangs: list[str] = []
+    records: list[dict] = []
     print(f"{args.runs} runs per stack, cell timeout {args.cell_timeout:.0f} s, run timeout "
           f"{args.run_timeout:.0f} s, notebooks in turn: {' '.join(args.notebooks)}", flush=True)
     t0 = time.monotonic()
@@ -228,33 +271,21 @@ def main(argv: list[str] | None = None) -> int:
             for python in pythons:
                 result = run_once(python, notebook, args.cell_timeout, args.run_timeout,
                                   Path(tmp))
-                counts[python][result["outcome"]] += 1
-                versions.setdefault(python, result.get("versions") or {})
                 record = {"run": k, "python": python, "notebook": notebook.name,
                           "load1": round(os.getloadavg()[0], 2), **result}
-                record.pop("versions", None)
+                records.append(record)
                 if args.log:
                     with open(args.log, "a") as log:
                         log.write(json.dumps(record) + "\n")
-                tag = f"{result['outcome']:<4}"
-                if result["outcome"] != "ok":
+                outcome = classify(record)
+                tag = f"{outcome:<4}"
+                if outcome != "ok":
                     tag += f" cell {result.get('cell')}: {result.get('detail', '')[:120]}"
                     if result.get("diagnosis"):
                         tag += f" ({result['diagnosis']['verdict']})"
-                    if result["outcome"] == "hang":
-                        hangs.append(f"{python}: {notebook.name} cell {result.get('cell')}")
                 print(f"[{time.monotonic() - t0:7.0f} s] run {k + 1:3d} {notebook.name:<40} "
                       f"{result['seconds']:6.1f} s  {python}: {tag}", flush=True)
-
-    print(f"\n{'stack (Python)':<44} | {'ok':>4} | {'hang':>4} | {'fail':>4} | versions")
-    print("-" * 120)
-    for python in pythons:
-        c = counts[python]
-        v = ", ".join(f"{name} {ver}" for name, ver in versions.get(python, {}).items())
-        print(f"{python:<44} | {c['ok']:4d} | {c['hang']:4d} | {c['fail']:4d} | {v}")
-    if hangs:
-        print("\nhangs:\n  " + "\n  ".join(hangs))
-    first = counts[pythons[0]]
+    first = summary(records, pythons)[pythons[0]]
     return 1 if first["hang"] or first["fail"] else 0
 
 
