@@ -106,13 +106,23 @@ def worker(notebook: str, cell_timeout: float) -> None:
     client.on_notebook_start = lambda **_: print(f"KERNEL_PID {client.km.provisioner.pid}",
                                                  flush=True)
     running = [None]  # the cell being executed, for the report of a hang
+    started: dict[int, float] = {}  # cell index: when its request was sent
+    took: dict[int, float] = {}  # cell index: seconds until its reply (and outputs) came
 
     def on_cell_start(cell, cell_index) -> None:
         if cell.cell_type == "code":
             running[0] = cell_index
             print(f"CELL {cell_index}", flush=True)
 
+    def on_cell_execute(cell, cell_index) -> None:
+        started[cell_index] = time.monotonic()
+
+    def on_cell_executed(cell, cell_index, execute_reply) -> None:
+        took[cell_index] = time.monotonic() - started[cell_index]
+
     client.on_cell_start = on_cell_start
+    client.on_cell_execute = on_cell_execute
+    client.on_cell_executed = on_cell_executed
     start = time.monotonic()
     try:
         client.execute()
@@ -128,6 +138,10 @@ def worker(notebook: str, cell_timeout: float) -> None:
     except CellExecutionError as e:
         result.update(outcome="fail", cell=running[0], detail=str(e)[-300:])
     result["seconds"] = round(time.monotonic() - start, 2)
+    if took:  # a stall that ended by itself shows here (a run that was ok, but slow)
+        slowest = max(took, key=took.get)
+        result.update(slowest_cell=slowest, slowest_s=round(took[slowest], 2),
+                      cells_s=round(sum(took.values()), 2))
     print("RESULT " + json.dumps(result), flush=True)
 
 
