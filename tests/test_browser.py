@@ -2,7 +2,8 @@
 
 For each ``notebooks/NN_*.ipynb`` (run from a copy of the repository, with ``CNNLIB_SMALL=1``):
 open it in JupyterLab, choose Run ▸ Run All Cells, wait until the kernel is idle and no cell is
-queued (a kernel that dies on the way fails the test), then check that
+queued (a kernel that dies on the way fails the test, and so does a cell still running after
+pyproject.toml's ``--nbval-cell-timeout``, named, as a lost message leaves it), then check that
 
 * no cell has an error output and none was left unrun;
 * every widget output rendered as a live widget (``.jupyter-widgets`` in the DOM), not as its
@@ -285,8 +286,9 @@ def _wait_until_done(page, lab: LabServer, path: str, timeout: float,
             raise AssertionError(f"Run All did not finish: kernel {trouble or status}"
                                  f", dialogs {dialogs}; server log:\n" + "\n".join(log[-20:]))
         if time.monotonic() > deadline:
-            raise AssertionError(f"Run All did not finish within {timeout:.0f} s; "
-                                 f"prompts: {prompts}")
+            at = f"cell {cell['index']} (code cell {cell['code']})" if cell else "no cell"
+            raise AssertionError(f"{path}: Run All did not finish within {timeout:.0f} s, "
+                                 f"{at} running; prompts: {prompts}")
         done = (status == "idle" and "[*]:" not in prompts
                 and any(re.fullmatch(r"\[\d+\]:", p) for p in prompts))
         settled = settled + 1 if done else 0
