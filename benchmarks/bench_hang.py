@@ -16,6 +16,10 @@ stack under test: the worker's nbclient (what ``jupyter execute`` uses) starts a
 * **hang**: a cell (or the kernel's start-up) got no reply within ``--cell-timeout`` seconds
   while the kernel was not busy with it, or the whole run outlived ``--run-timeout`` (the worker
   and its kernel are then killed);
+* **stall**: every cell ran, but the reply to one reached the client only when the client's wait
+  for it timed out (it took the cell timeout to the second): the client froze for the whole
+  timeout and then found the reply that had been waiting. With ``jupyter execute``'s default (no
+  timeout) this run would never have ended, so it counts with the hangs;
 * **slow**: a cell took longer than ``--cell-timeout`` because the kernel was still running it
   (a machine too busy for the timeout, not a lost message);
 * **fail**: anything else (an error in a cell, a kernel that died).
@@ -29,7 +33,7 @@ With several ``--python``, the stacks take turns run by run, so that the load of
 falls on them alike. One worker at a time. Every run is appended as a JSON line to ``--log``; the
 table at the end gives the counts per stack with the versions of its Jupyter packages
 (``--summarize LOG`` prints it again from a log, also of a run that was stopped). Exit code 1 if
-the first stack (the one the project installs) had a hang or a failure.
+the first stack (the one the project installs) had a hang, a stall or a failure.
 """
 
 from __future__ import annotations
@@ -199,11 +203,17 @@ def run_once(python: str, notebook: Path, cell_timeout: float, run_timeout: floa
             "detail": f"worker exited with {process.returncode}: {err.strip()[-300:]}"}
 
 
-def classify(record: dict) -> str:
-    """ok, hang, slow or fail: a timed-out cell that the kernel was still running is slow."""
+OUTCOMES = ("ok", "hang", "stall", "slow", "fail")
+
+
+def classify(record: dict, cell_timeout: float) -> str:
+    """One of OUTCOMES (see the module's docstring)."""
     diagnosis = record.get("diagnosis") or {}
     if record["outcome"] == "hang" and diagnosis.get("verdict", "").startswith("kernel busy"):
         return "slow"
+    timeout = record.get("cell_timeout", cell_timeout)
+    if record["outcome"] == "ok" and record.get("slowest_s", 0) >= timeout - 1:
+        return "stall"
     return record["outcome"]
 
 
@@ -221,24 +231,32 @@ def versions_of(python: str) -> str:
     return ", ".join(out.split("\n")[:-1])
 
 
-def summary(records: list[dict], pythons: list[str]) -> dict[str, dict[str, int]]:
-    """Print the counts per stack (and each hang); return them."""
-    counts = {p: dict.fromkeys(("ok", "hang", "slow", "fail"), 0) for p in pythons}
+def summary(records: list[dict], pythons: list[str],
+            cell_timeout: float) -> dict[str, dict[str, int]]:
+    """Print the counts per stack (and each run that was not ok); return them."""
+    counts = {p: dict.fromkeys(OUTCOMES, 0) for p in pythons}
     for record in records:
-        counts.setdefault(record["python"], dict.fromkeys(("ok", "hang", "slow", "fail"), 0))
-        counts[record["python"]][classify(record)] += 1
-    print(f"\n{'stack (Python)':<40} | {'runs':>4} | {'ok':>4} | {'hang':>4} | {'slow':>4} | "
-          f"{'fail':>4} | versions")
-    print("-" * 130)
+        counts.setdefault(record["python"], dict.fromkeys(OUTCOMES, 0))
+        counts[record["python"]][classify(record, cell_timeout)] += 1
+    print(f"\n{'stack (Python)':<40} | runs | " + " | ".join(f"{o:>5}" for o in OUTCOMES)
+          + " | versions")
+    print("-" * 140)
     for python, c in counts.items():
-        print(f"{python:<40} | {sum(c.values()):4d} | {c['ok']:4d} | {c['hang']:4d} | "
-              f"{c['slow']:4d} | {c['fail']:4d} | {versions_of(python)}")
+        print(f"{python:<40} | {sum(c.values()):4d} | "
+              + " | ".join(f"{c[o]:5d}" for o in OUTCOMES) + f" | {versions_of(python)}")
     for record in records:
-        if classify(record) in ("hang", "fail"):
-            diagnosis = (record.get("diagnosis") or {}).get("verdict", "")
-            print(f"  {classify(record)}: {record['python']} run {record['run'] + 1} "
-                  f"{record['notebook']} cell {record.get('cell')}: "
-                  f"{record.get('detail', '')[:100]} {f'({diagnosis})' if diagnosis else ''}")
+        outcome = classify(record, cell_timeout)
+        timed = "slowest_s" in record or record["outcome"] != "ok"
+        if outcome == "ok" and (timed or record["seconds"] < record.get("cell_timeout",
+                                                                       cell_timeout)):
+            continue
+        what = (f"cell {record.get('slowest_cell')} took {record.get('slowest_s')} s"
+                if outcome == "stall" else
+                f"{record['seconds']} s in all, no per-cell times: a stall?" if outcome == "ok"
+                else f"cell {record.get('cell')}: {record.get('detail', '')[:100]}")
+        diagnosis = (record.get("diagnosis") or {}).get("verdict", "")
+        print(f"  {outcome}: {record['python']} run {record['run'] + 1} {record['notebook']} "
+              f"{what} {f'({diagnosis})' if diagnosis else ''}")
     return counts
 
 
@@ -270,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.summarize:
         records = [json.loads(line) for line in args.summarize.read_text().splitlines() if line]
-        summary(records, list(dict.fromkeys(r["python"] for r in records)))
+        summary(records, list(dict.fromkeys(r["python"] for r in records)), args.cell_timeout)
         return 0
 
     pythons = args.python or [sys.executable]
@@ -286,12 +304,13 @@ def main(argv: list[str] | None = None) -> int:
                 result = run_once(python, notebook, args.cell_timeout, args.run_timeout,
                                   Path(tmp))
                 record = {"run": k, "python": python, "notebook": notebook.name,
-                          "load1": round(os.getloadavg()[0], 2), **result}
+                          "load1": round(os.getloadavg()[0], 2),
+                          "cell_timeout": args.cell_timeout, **result}
                 records.append(record)
                 if args.log:
                     with open(args.log, "a") as log:
                         log.write(json.dumps(record) + "\n")
-                outcome = classify(record)
+                outcome = classify(record, args.cell_timeout)
                 tag = f"{outcome:<4}"
                 if outcome != "ok":
                     tag += f" cell {result.get('cell')}: {result.get('detail', '')[:120]}"
@@ -299,8 +318,8 @@ def main(argv: list[str] | None = None) -> int:
                         tag += f" ({result['diagnosis']['verdict']})"
                 print(f"[{time.monotonic() - t0:7.0f} s] run {k + 1:3d} {notebook.name:<40} "
                       f"{result['seconds']:6.1f} s  {python}: {tag}", flush=True)
-    first = summary(records, pythons)[pythons[0]]
-    return 1 if first["hang"] or first["fail"] else 0
+    first = summary(records, pythons, args.cell_timeout)[pythons[0]]
+    return 1 if first["hang"] or first["stall"] or first["fail"] else 0
 
 
 if __name__ == "__main__":
