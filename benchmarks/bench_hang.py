@@ -57,96 +57,146 @@ PACKAGES = ["ipykernel", "jupyter_client", "pyzmq", "tornado", "nbclient", "ipyt
 # --- the worker: runs in the Python of the stack under test ------------------------------------
 
 
-def worker(notebook: str, cell_timeout: float) -> None:
+def worker(notebook: str, cell_timeout: float, client_kind: str) -> None:
     """Execute ``notebook`` in a new kernel; print one JSON line saying how it went."""
     import nbformat
-    import zmq
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
-
-    class Client(NotebookClient):
-        diagnosis: dict | None = None
-
-        async def _async_handle_timeout(self, timeout, cell=None):
-            self.diagnosis = diagnose(self)
-            return await super()._async_handle_timeout(timeout, cell)
-
-    def diagnose(client) -> dict:
-        """Where is the lost message? (the kernel is still running)"""
-        sent = client.code_cells_executed  # execute requests sent so far
-        found = {"requests_sent": sent}
-        for name in ("shell", "iopub"):
-            events = getattr(client.kc, f"{name}_channel").socket.getsockopt(zmq.EVENTS)
-            found[f"unread_{name}_at_client"] = bool(events & zmq.POLLIN)
-        probe = client.km.blocking_client()
-        probe.start_channels(shell=True, iopub=False, stdin=False, hb=False, control=False)
-        try:
-            msg_id = probe.execute("", silent=True, store_history=False,
-                                   user_expressions={"n": "len(In) - 1"})
-            reply = probe.get_shell_msg(timeout=10)
-            assert reply["parent_header"]["msg_id"] == msg_id
-            found["cells_run_by_kernel"] = int(
-                reply["content"]["user_expressions"]["n"]["data"]["text/plain"])
-        except Exception as e:  # a kernel that does not answer a second client either
-            found["cells_run_by_kernel"] = f"no answer: {type(e).__name__}"
-        finally:
-            probe.stop_channels()
-        run = found["cells_run_by_kernel"]
-        found["verdict"] = (
-            "reply waiting unread in the client's socket" if found["unread_shell_at_client"]
-            else "kernel never ran the cell: request lost" if run == sent - 1
-            else "kernel ran the cell, no reply at the client" if run == sent
-            else "kernel busy: no answer to a second client" if isinstance(run, str)
-            else "unclear")
-        return found
 
     nb = nbformat.read(notebook, as_version=4)
-    client = Client(nb, timeout=cell_timeout, startup_timeout=cell_timeout,
-                            kernel_name="python3", allow_errors=False,
-                            resources={"metadata": {"path": str(Path(notebook).parent)}})
-    result = {"python": sys.executable}
-    # jupyter_client starts the kernel in a process group of its own: tell the driver its pid,
-    # so that it can kill the kernel too if this worker has to be killed.
-    client.on_notebook_start = lambda **_: print(f"KERNEL_PID {client.km.provisioner.pid}",
-                                                 flush=True)
-    running = [None]  # the cell being executed, for the report of a hang
-    started: dict[int, float] = {}  # cell index: when its request was sent
-    took: dict[int, float] = {}  # cell index: seconds until its reply (and outputs) came
-
-    def on_cell_start(cell, cell_index) -> None:
-        if cell.cell_type == "code":
-            running[0] = cell_index
-            print(f"CELL {cell_index}", flush=True)
-
-    def on_cell_execute(cell, cell_index) -> None:
-        started[cell_index] = time.monotonic()
-
-    def on_cell_executed(cell, cell_index, execute_reply) -> None:
-        took[cell_index] = time.monotonic() - started[cell_index]
-
-    client.on_cell_start = on_cell_start
-    client.on_cell_execute = on_cell_execute
-    client.on_cell_executed = on_cell_executed
+    cwd = str(Path(notebook).parent)
+    state = {"running": None, "started": {}, "took": {}, "diagnosis": None}
+    result = {"python": sys.executable, "client": client_kind}
     start = time.monotonic()
-    try:
-        client.execute()
-        result["outcome"] = "ok"
-    except CellTimeoutError as e:
-        result.update(outcome="hang", cell=running[0], detail=str(e).splitlines()[0],
-                      diagnosis=client.diagnosis)
-    except RuntimeError as e:  # "Kernel didn't respond in N seconds" (no kernel_info_reply)
-        hang = "didn't respond" in str(e)
-        result.update(outcome="hang" if hang else "fail", cell=None, detail=str(e)[:300])
-    except DeadKernelError as e:
-        result.update(outcome="fail", cell=running[0], detail=f"kernel died: {e}"[:300])
-    except CellExecutionError as e:
-        result.update(outcome="fail", cell=running[0], detail=str(e)[-300:])
+    run = run_nbclient if client_kind == "nbclient" else run_blocking
+    result.update(run(nb, cwd, cell_timeout, state))
     result["seconds"] = round(time.monotonic() - start, 2)
+    took = state["took"]
     if took:  # a stall that ended by itself shows here (a run that was ok, but slow)
         slowest = max(took, key=took.get)
         result.update(slowest_cell=slowest, slowest_s=round(took[slowest], 2),
                       cells_s=round(sum(took.values()), 2))
     print("RESULT " + json.dumps(result), flush=True)
+
+
+def cell_started(state: dict, index: int) -> None:
+    state["running"] = index
+    state["started"][index] = time.monotonic()
+    print(f"CELL {index}", flush=True)
+
+
+def cell_done(state: dict, index: int) -> None:
+    state["took"][index] = time.monotonic() - state["started"][index]
+
+
+def diagnose(kc, km, sent: int) -> dict:
+    """Where is the lost message? (called when a cell times out, the kernel still running)"""
+    import zmq
+
+    found = {"requests_sent": sent}
+    for name in ("shell", "iopub"):
+        events = getattr(kc, f"{name}_channel").socket.getsockopt(zmq.EVENTS)
+        found[f"unread_{name}_at_client"] = bool(events & zmq.POLLIN)
+    probe = km.blocking_client()
+    probe.start_channels(shell=True, iopub=False, stdin=False, hb=False, control=False)
+    try:
+        msg_id = probe.execute("", silent=True, store_history=False,
+                               user_expressions={"n": "len(In) - 1"})
+        reply = probe.get_shell_msg(timeout=10)
+        assert reply["parent_header"]["msg_id"] == msg_id
+        found["cells_run_by_kernel"] = int(
+            reply["content"]["user_expressions"]["n"]["data"]["text/plain"])
+    except Exception as e:  # a kernel that does not answer a second client either
+        found["cells_run_by_kernel"] = f"no answer: {type(e).__name__}"
+    finally:
+        probe.stop_channels()
+    run = found["cells_run_by_kernel"]
+    found["verdict"] = (
+        "reply waiting unread in the client's socket" if found["unread_shell_at_client"]
+        else "kernel never ran the cell: request lost" if run == sent - 1
+        else "kernel ran the cell, no reply at the client" if run == sent
+        else "kernel busy: no answer to a second client" if isinstance(run, str)
+        else "unclear")
+    return found
+
+
+def run_nbclient(nb, cwd: str, cell_timeout: float, state: dict) -> dict:
+    """nbclient's asyncio client, as ``jupyter execute`` and nbconvert run a notebook."""
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+
+    class Client(NotebookClient):
+        async def _async_handle_timeout(self, timeout, cell=None):
+            state["diagnosis"] = diagnose(self.kc, self.km, self.code_cells_executed)
+            return await super()._async_handle_timeout(timeout, cell)
+
+    client = Client(nb, timeout=cell_timeout, startup_timeout=cell_timeout, kernel_name="python3",
+                    allow_errors=False, resources={"metadata": {"path": cwd}})
+    # jupyter_client starts the kernel in a process group of its own: tell the driver its pid,
+    # so that it can kill the kernel too if this worker has to be killed.
+    client.on_notebook_start = lambda **_: print(f"KERNEL_PID {client.km.provisioner.pid}",
+                                                 flush=True)
+    client.on_cell_execute = lambda cell, cell_index: cell_started(state, cell_index)
+    client.on_cell_executed = lambda cell, cell_index, **_: cell_done(state, cell_index)
+    try:
+        client.execute()
+        return {"outcome": "ok"}
+    except CellTimeoutError as e:
+        return {"outcome": "hang", "cell": state["running"], "diagnosis": state["diagnosis"],
+                "detail": str(e).splitlines()[0]}
+    except RuntimeError as e:  # "Kernel didn't respond in N seconds" (no kernel_info_reply)
+        hang = "didn't respond" in str(e)
+        return {"outcome": "hang" if hang else "fail", "cell": state["running"],
+                "detail": str(e)[:300]}
+    except DeadKernelError as e:
+        return {"outcome": "fail", "cell": state["running"], "detail": f"kernel died: {e}"[:300]}
+    except CellExecutionError as e:
+        return {"outcome": "fail", "cell": state["running"], "detail": str(e)[-300:]}
+
+
+def run_blocking(nb, cwd: str, cell_timeout: float, state: dict) -> dict:
+    """jupyter_client's blocking client, one cell after the other, as nbval runs a notebook:
+    it waits on the sockets with zmq's own poll, not through an asyncio event loop."""
+    from queue import Empty
+
+    from jupyter_client.manager import start_new_kernel
+
+    km, kc = start_new_kernel(kernel_name="python3", startup_timeout=cell_timeout, cwd=cwd)
+    print(f"KERNEL_PID {km.provisioner.pid}", flush=True)
+    sent = 0
+    try:
+        for index, cell in enumerate(nb.cells):
+            if cell.cell_type != "code" or not cell.source.strip():
+                continue
+            cell_started(state, index)
+            msg_id = kc.execute(cell.source, store_history=True, allow_stdin=False)
+            sent += 1
+            deadline = time.monotonic() + cell_timeout
+            for channel in ("shell", "iopub"):  # the reply, then the outputs until idle
+                while True:
+                    remaining = deadline - time.monotonic()
+                    try:
+                        if remaining <= 0:
+                            raise Empty
+                        msg = getattr(kc, f"get_{channel}_msg")(timeout=remaining)
+                    except Empty:
+                        return {"outcome": "hang", "cell": index,
+                                "diagnosis": diagnose(kc, km, sent),
+                                "detail": f"no {channel} message for {cell_timeout:.0f} s"}
+                    if msg["parent_header"].get("msg_id") != msg_id:
+                        continue
+                    if channel == "shell":
+                        reply = msg
+                        break
+                    if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                        break
+            cell_done(state, index)
+            if reply["content"]["status"] != "ok":
+                return {"outcome": "fail", "cell": index,
+                        "detail": f"{reply['content'].get('ename')}: "
+                                  f"{reply['content'].get('evalue')}"[:300]}
+        return {"outcome": "ok"}
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
 
 
 # --- the driver --------------------------------------------------------------------------------
@@ -160,7 +210,7 @@ def notebook_path(key: str) -> Path:
 
 
 def run_once(python: str, notebook: Path, cell_timeout: float, run_timeout: float,
-             home: Path) -> dict:
+             home: Path, client: str = "nbclient") -> dict:
     """One Run All in a worker process of ``python``; the worker is killed after run_timeout."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER", "PYTHON"))}
     bin_dir = str(Path(python).parent)
@@ -176,7 +226,7 @@ def run_once(python: str, notebook: Path, cell_timeout: float, run_timeout: floa
     )
     env.pop("MPLBACKEND", None)
     command = [python, str(Path(__file__).resolve()), "--worker", str(notebook),
-               "--cell-timeout", str(cell_timeout)]
+               "--cell-timeout", str(cell_timeout), "--client", client]
     start = time.monotonic()
     process = subprocess.Popen(command, cwd=notebook.parent, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, start_new_session=True)
@@ -231,18 +281,24 @@ def versions_of(python: str) -> str:
     return ", ".join(out.split("\n")[:-1])
 
 
+def stack(record: dict) -> str:
+    """``python [client]``: what a run tested."""
+    return f"{record['python']} [{record.get('client', 'nbclient')}]"
+
+
 def summary(records: list[dict], pythons: list[str],
             cell_timeout: float) -> dict[str, dict[str, int]]:
     """Print the counts per stack (and each run that was not ok); return them."""
     counts = {p: dict.fromkeys(OUTCOMES, 0) for p in pythons}
     for record in records:
-        counts.setdefault(record["python"], dict.fromkeys(OUTCOMES, 0))
-        counts[record["python"]][classify(record, cell_timeout)] += 1
-    print(f"\n{'stack (Python)':<40} | runs | " + " | ".join(f"{o:>5}" for o in OUTCOMES)
+        counts.setdefault(stack(record), dict.fromkeys(OUTCOMES, 0))
+        counts[stack(record)][classify(record, cell_timeout)] += 1
+    print(f"\n{'stack (Python [client])':<50} | runs | " + " | ".join(f"{o:>5}" for o in OUTCOMES)
           + " | versions")
     print("-" * 140)
-    for python, c in counts.items():
-        print(f"{python:<40} | {sum(c.values()):4d} | "
+    for key, c in counts.items():
+        python = key.split(" [")[0]
+        print(f"{key:<50} | {sum(c.values()):4d} | "
               + " | ".join(f"{c[o]:5d}" for o in OUTCOMES) + f" | {versions_of(python)}")
     for record in records:
         outcome = classify(record, cell_timeout)
@@ -255,7 +311,7 @@ def summary(records: list[dict], pythons: list[str],
                 f"{record['seconds']} s in all, no per-cell times: a stall?" if outcome == "ok"
                 else f"cell {record.get('cell')}: {record.get('detail', '')[:100]}")
         diagnosis = (record.get("diagnosis") or {}).get("verdict", "")
-        print(f"  {outcome}: {record['python']} run {record['run'] + 1} {record['notebook']} "
+        print(f"  {outcome}: {stack(record)} run {record['run'] + 1} {record['notebook']} "
               f"{what} {f'({diagnosis})' if diagnosis else ''}")
     return counts
 
@@ -278,17 +334,19 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds one cell may take (a few seconds each on a quiet machine)")
     parser.add_argument("--run-timeout", type=float, default=180,
                         help="seconds one Run All may take in all, kernel start included")
+    parser.add_argument("--client", choices=["nbclient", "blocking"], default="nbclient",
+                        help="nbclient (as jupyter execute) or a blocking client (as nbval)")
     parser.add_argument("--log", type=Path, help="append one JSON line per run here")
     parser.add_argument("--summarize", type=Path, metavar="LOG",
                         help="print the table of a log written by --log, and exit")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        worker(args.worker, args.cell_timeout)
+        worker(args.worker, args.cell_timeout, args.client)
         return 0
     if args.summarize:
         records = [json.loads(line) for line in args.summarize.read_text().splitlines() if line]
-        summary(records, list(dict.fromkeys(r["python"] for r in records)), args.cell_timeout)
+        summary(records, list(dict.fromkeys(stack(r) for r in records)), args.cell_timeout)
         return 0
 
     pythons = args.python or [sys.executable]
@@ -302,10 +360,10 @@ def main(argv: list[str] | None = None) -> int:
             notebook = notebooks[k % len(notebooks)]
             for python in pythons:
                 result = run_once(python, notebook, args.cell_timeout, args.run_timeout,
-                                  Path(tmp))
+                                  Path(tmp), args.client)
                 record = {"run": k, "python": python, "notebook": notebook.name,
                           "load1": round(os.getloadavg()[0], 2),
-                          "cell_timeout": args.cell_timeout, **result}
+                          "cell_timeout": args.cell_timeout, "client": args.client, **result}
                 records.append(record)
                 if args.log:
                     with open(args.log, "a") as log:
@@ -318,7 +376,8 @@ def main(argv: list[str] | None = None) -> int:
                         tag += f" ({result['diagnosis']['verdict']})"
                 print(f"[{time.monotonic() - t0:7.0f} s] run {k + 1:3d} {notebook.name:<40} "
                       f"{result['seconds']:6.1f} s  {python}: {tag}", flush=True)
-    first = summary(records, pythons, args.cell_timeout)[pythons[0]]
+    keys = [f"{python} [{args.client}]" for python in pythons]
+    first = summary(records, keys, args.cell_timeout)[keys[0]]
     return 1 if first["hang"] or first["stall"] or first["fail"] else 0
 
 
