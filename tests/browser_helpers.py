@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -47,6 +48,28 @@ _NOT_COPIED = shutil.ignore_patterns(
     ".git", ".venv", "venv", "artifacts", "build", "dist", "__pycache__", "*.egg-info",
     ".pytest_cache", ".ruff_cache", ".hypothesis", ".ipynb_checkpoints", "*.nbi", "*.nbc",
 )
+
+
+def nbval_cell_timeout() -> float:
+    """Seconds one notebook cell may run in the tests: ``--nbval-cell-timeout`` in pyproject.toml.
+
+    The project's pytest run (nbval), the Binder-style build and the browser test all use this one
+    number, so that a cell whose reply never comes (ipykernel 7's lost request, issue 15) fails
+    as that notebook's cell within minutes instead of stalling the run.
+    """
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10; pytest itself depends on tomli there
+        import tomli as tomllib
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        addopts = tomllib.load(f)["tool"]["pytest"]["ini_options"]["addopts"]
+    found = [m.group(1) for opt in addopts
+             if (m := re.fullmatch(r"--nbval-cell-timeout=(\d+(?:\.\d+)?)", opt))]
+    assert len(found) == 1, f"pyproject.toml's addopts: set --nbval-cell-timeout once ({addopts})"
+    return float(found[0])
+
+
+CELL_TIMEOUT_S = nbval_cell_timeout()
 
 
 def in_ci() -> bool:

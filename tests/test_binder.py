@@ -2,15 +2,18 @@
 
 Fast checks: the files are well formed (``runtime.txt``, pinned third-party ``requirements.txt``,
 LF-only executable scripts), ``binder/start`` turns ``CPU_LIMIT`` into ``NUMBA_NUM_THREADS``,
-and the README has a Binder and a Colab link for every notebook.
+ipykernel is pinned below 7 alike in every place that installs it (issue 15), and the README has a
+Binder and a Colab link for every notebook.
 
 ``test_binder_build_runs_every_notebook`` builds the environment as repo2docker's pip flavour
 would, in a fresh virtual environment with the Python that ``runtime.txt`` names: first what
 Binder's base image brings (JupyterLab 4, Notebook 7, ipywidgets 8, ipykernel, nbconvert), then
 ``binder/requirements.txt``, then ``binder/postBuild`` (cnnlib with ``--no-deps`` and the Numba
 warm-up) in a copy of the repository. It then executes every notebook under ``binder/start`` with
-``CPU_LIMIT=0.5`` (through nbval), after a probe notebook that asserts the kernel saw
-``NUMBA_NUM_THREADS=1``. The timings and the build log go to ``artifacts/binder/``.
+``CPU_LIMIT=0.5`` (through nbval, each cell limited to pyproject.toml's ``--nbval-cell-timeout``),
+after a probe notebook that asserts the kernel saw ``NUMBA_NUM_THREADS=1`` and runs the ipykernel
+that ``binder/requirements.txt`` pins, not the base image's. The timings and the build log go to
+``artifacts/binder/``.
 """
 
 from __future__ import annotations
@@ -28,7 +31,17 @@ from urllib.parse import quote
 
 import nbformat
 import pytest
-from browser_helpers import ARTIFACTS, NOTEBOOKS, ROOT, copy_repo, jupyter_env, require
+from browser_helpers import (
+    ARTIFACTS,
+    CELL_TIMEOUT_S,
+    NOTEBOOKS,
+    ROOT,
+    copy_repo,
+    jupyter_env,
+    require,
+)
+from packaging.requirements import Requirement
+from packaging.version import Version
 
 try:
     import tomllib
@@ -41,9 +54,22 @@ BRANCH = "main"
 
 # What Binder's base image (repo2docker's conda environment for Python 3.x) already holds when
 # binder/requirements.txt is installed: JupyterLab 4, Notebook 7, Jupyter Server 2, ipywidgets 8
-# and the kernel. nbconvert (a Jupyter Server dependency) executes the notebooks.
+# and the kernel (the newest ipykernel, which binder/requirements.txt must replace by its pin).
 BASE_IMAGE = ["jupyterlab==4.*", "notebook==7.*", "jupyter_server==2.*", "ipywidgets==8.*",
               "ipykernel", "nbconvert"]
+
+
+def nbval_command(cell_timeout: float = CELL_TIMEOUT_S) -> list[str]:
+    """How the build executes a notebook: nbval under ``binder/start``, each cell limited to
+    ``cell_timeout`` seconds, so that a lost reply fails as that cell (issue 15). The project's
+    pytest settings are left out (-c /dev/null): they are for the project's own test run."""
+    return ["binder/start", "python", "-m", "pytest", "-c", "/dev/null", "-p", "no:cacheprovider",
+            "-q", "-rf", "--nbval-lax", f"--nbval-cell-timeout={cell_timeout:g}"]
+
+
+def failed_cells(output: str) -> list[str]:
+    """``notebooks/NN_x.ipynb::Cell K`` of each failed cell in pytest's ``-rf`` summary."""
+    return re.findall(r"^FAILED (\S+::Cell \d+)", output, re.M)
 
 
 def runtime_version() -> str:
@@ -96,8 +122,43 @@ def test_requirements_are_pinned_third_party_packages() -> None:
     assert needed <= set(pins), f"pin these too: {sorted(needed - set(pins))}"
     # Agree with the base image instead of replacing its Jupyter: ipywidgets 8 only.
     assert pins["ipywidgets"].startswith("8."), pins["ipywidgets"]
-    for server_side in ("jupyterlab", "notebook", "jupyter-server", "ipykernel"):
+    for server_side in ("jupyterlab", "notebook", "jupyter-server"):
         assert server_side not in pins, f"{server_side} comes with Binder's base image"
+    # ...except the kernel: the base image's ipykernel 7 would hang Run All (issue 15).
+    assert "ipykernel" in pins, "pin ipykernel: the base image's ipykernel 7 hangs Run All"
+
+
+def ipykernel_specifiers() -> dict[str, str]:
+    """Where the project installs ipykernel: {place: version specifier}."""
+    with open(ROOT / "pyproject.toml", "rb") as f:
+        extras = tomllib.load(f)["project"]["optional-dependencies"]
+    found = {f"pyproject.toml [{extra}]": str(Requirement(dep).specifier)
+             for extra, deps in extras.items() for dep in deps
+             if normalise(Requirement(dep).name) == "ipykernel"}
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line and not line.startswith("-") and normalise(Requirement(line).name) == "ipykernel":
+            found["requirements.txt"] = str(Requirement(line).specifier)
+    found["binder/requirements.txt"] = "==" + requirements()["ipykernel"]
+    return found
+
+
+def test_ipykernel_is_pinned_below_7_everywhere() -> None:
+    """ipykernel 7 sometimes loses a request (https://github.com/ipython/ipykernel/issues/1471)."""
+    places = ipykernel_specifiers()
+    assert set(places) >= {"requirements.txt", "pyproject.toml [notebooks]",
+                           "pyproject.toml [test]", "binder/requirements.txt"}, places
+    ranges = {place: spec for place, spec in places.items() if not spec.startswith("==")}
+    assert len(set(ranges.values())) == 1, f"one ipykernel range everywhere: {ranges}"
+    spec = Requirement("ipykernel" + next(iter(ranges.values()))).specifier
+    assert Version("7.4.0") not in spec and Version("7.0.0") not in spec, spec
+    assert Version("6.31.0") in spec, spec
+    binder = Version(requirements()["ipykernel"])
+    assert binder in spec, f"binder/requirements.txt pins ipykernel {binder}, outside {spec}"
+    for path in ("requirements.txt", "binder/requirements.txt"):
+        text = (ROOT / path).read_text()
+        assert "https://github.com/ipython/ipykernel/issues/1471" in text, (
+            f"{path}: say why ipykernel is pinned, with the upstream issue")
 
 
 @pytest.mark.parametrize("name", ["postBuild", "start"])
@@ -177,6 +238,10 @@ def test_first_code_cell_installs_cnnlib_on_colab_only(notebook: Path) -> None:
     install = next((line for line in source.splitlines() if "pip install" in line), "")
     assert f"git+{REPO_URL}" in install, f"install cnnlib from git+{REPO_URL}: {install!r}"
     assert "--no-deps" in install, "Colab's numpy, matplotlib and ipywidgets must be left alone"
+    # Colab's kernel is Google's own: the ipykernel pin (issue 15) does not apply there, and the
+    # cell says so instead of replacing it.
+    assert "ipykernel" not in install, f"leave Colab's kernel alone: {install!r}"
+    assert re.search(r"Colab のカーネル.*Google", source), "say that Colab's kernel is Google's"
 
 
 # --- the build ----------------------------------------------------------------------------------
@@ -206,11 +271,14 @@ PROBE = """\
 import os, sys
 import numba
 assert sys.prefix == {prefix!r}, sys.prefix
+import ipykernel
+assert ipykernel.__version__ == {ipykernel!r}, ipykernel.__version__  # the pin, not the base's
 assert os.environ.get("NUMBA_NUM_THREADS") == "1", os.environ.get("NUMBA_NUM_THREADS")
 assert numba.config.NUMBA_NUM_THREADS == 1 and numba.get_num_threads() == 1
 import cnnlib
 assert cnnlib.__file__.startswith({prefix!r}), cnnlib.__file__
-print("kernel:", sys.executable, "numba threads:", numba.get_num_threads())
+print("kernel:", sys.executable, "ipykernel", ipykernel.__version__,
+      "numba threads:", numba.get_num_threads())
 """
 
 
@@ -298,24 +366,26 @@ def build_and_run(build: Build, out_dir: Path) -> None:
     assert compiled, f"postBuild left no Numba cache beside the installed package ({package})"
 
     probe = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
-        PROBE.format(prefix=str(build.venv)))])
+        PROBE.format(prefix=str(build.venv), ipykernel=requirements()["ipykernel"]))])
     probe.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
                                     "language": "python"}
     nbformat.write(probe, build.repo / "notebooks" / "binder_probe.ipynb")  # the notebooks' cwd
 
     # The notebooks run through nbval, whose blocking kernel client waits on the sockets
     # directly. (nbconvert's asyncio client was seen here to sit out its whole cell timeout,
-    # about one run in five, for a reply that had already arrived.) The project's pytest
-    # settings are left out (-c /dev/null): they are for the project's own test run.
+    # about one run in five, for a reply that had already arrived.)
     build.run("pytest, nbval", [*pip, "pytest", "nbval"], timeout=600)
-    execute = ["binder/start", "python", "-m", "pytest", "-c", "/dev/null", "-p",
-               "no:cacheprovider", "-q", "--nbval-lax", "--nbval-cell-timeout=600"]
+    execute = nbval_command()
     run_env = {"CPU_LIMIT": "0.5", "CNNLIB_SMALL": "1"}
-    build.run("probe (NUMBA_NUM_THREADS=1)", [*execute, "notebooks/binder_probe.ipynb"],
-              timeout=300, **run_env)
-    failed = [notebook.name for notebook in NOTEBOOKS
-              if not build.run(notebook.name, [*execute, f"notebooks/{notebook.name}"],
-                               timeout=1200, check=False, **run_env)]
+    build.run("probe (NUMBA_NUM_THREADS=1, pinned ipykernel)",
+              [*execute, "notebooks/binder_probe.ipynb"], timeout=300, **run_env)
+    failed = []
+    for notebook in NOTEBOOKS:
+        before = len(build.log.read_text(errors="replace"))
+        if not build.run(notebook.name, [*execute, f"notebooks/{notebook.name}"],
+                         timeout=1200, check=False, **run_env):
+            output = build.log.read_text(errors="replace")[before:]
+            failed.append(", ".join(failed_cells(output)) or notebook.name)
     added = len(list(package.rglob("*.nbc"))) - compiled
     build.notes.append(f"Numba cache: {compiled} compiled signatures after postBuild; "
                        f"{added} more were compiled while the notebooks ran")

@@ -2,7 +2,8 @@
 
 For each ``notebooks/NN_*.ipynb`` (run from a copy of the repository, with ``CNNLIB_SMALL=1``):
 open it in JupyterLab, choose Run ▸ Run All Cells, wait until the kernel is idle and no cell is
-queued (a kernel that dies on the way fails the test), then check that
+queued (a kernel that dies on the way fails the test, and so does a cell still running after
+pyproject.toml's ``--nbval-cell-timeout``, named, as a lost message leaves it), then check that
 
 * no cell has an error output and none was left unrun;
 * every widget output rendered as a live widget (``.jupyter-widgets`` in the DOM), not as its
@@ -31,6 +32,7 @@ import nbformat
 import pytest
 from browser_helpers import (
     ARTIFACTS,
+    CELL_TIMEOUT_S,
     CHROMIUM_ARGS,
     NOTEBOOKS,
     LabServer,
@@ -44,7 +46,7 @@ pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOTS = ARTIFACTS / "screenshots"
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
-RUN_TIMEOUT_S = 600  # one notebook's Run All, on 2 busy cores
+RUN_TIMEOUT_S = 600  # one notebook's Run All, on 2 busy cores (one cell: CELL_TIMEOUT_S)
 MOVE_TIMEOUT_S = 60  # one slider step: recompute and redraw (may compile on a cold cache)
 
 # JavaScript run in the page. ``window.jupyterapp`` exists because the server is started with
@@ -71,6 +73,20 @@ JS_KERNEL_IDLE = """() => {
 }"""
 JS_PROMPTS = """() => [...window.jupyterapp.shell.currentWidget.node
     .querySelectorAll('.jp-CodeCell .jp-InputPrompt')].map(e => e.textContent.trim())"""
+# The cell being run: the first whose prompt shows [*] (the ones after it are queued). ``index``
+# counts every cell, ``code`` only the code cells (nbval's "Cell N").
+JS_RUNNING_CELL = """() => {
+    const cells = window.jupyterapp.shell.currentWidget.content.widgets;
+    let code = -1;
+    for (let i = 0; i < cells.length; i++) {
+        if (cells[i].model.type !== 'code') continue;
+        code += 1;
+        const prompt = cells[i].node.querySelector('.jp-InputPrompt');
+        if (prompt && prompt.textContent.trim() === '[*]:')
+            return {index: i, code: code, source: cells[i].model.sharedModel.getSource()};
+    }
+    return null;
+}"""
 JS_MODEL = "() => window.jupyterapp.shell.currentWidget.content.model.toJSON()"
 # Per cell, its top-level outputs as rendered (outputs nested in an Output widget belong to it).
 JS_RENDERED = """() => [...window.jupyterapp.shell.currentWidget.node
@@ -188,8 +204,26 @@ def test_checks_catch_broken_notebooks(browser, lab: LabServer) -> None:
         run_in_lab(browser, lab, "crash.ipynb", run_timeout=120)
 
 
+def test_a_cell_that_never_ends_fails_naming_it(browser, lab: LabServer) -> None:
+    """A spinner that never ends (issue 15) fails after the cell timeout, naming the cell."""
+    slow = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# slow"), nbformat.v4.new_code_cell("x = 1"),
+        nbformat.v4.new_code_cell("import time\ntime.sleep(600)"), nbformat.v4.new_code_cell("x")])
+    slow.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                   "language": "python"}
+    nbformat.write(slow, lab.root / "slow.ipynb")
+    start = time.monotonic()
+    with pytest.raises(AssertionError) as failure:
+        run_in_lab(browser, lab, "slow.ipynb", run_timeout=300, cell_timeout=5)
+    message = str(failure.value)
+    assert "slow.ipynb: cell 2 (code cell 1) still running after 5 s" in message, message
+    assert "time.sleep(600)" in message, message
+    assert time.monotonic() - start < 120
+
+
 def run_in_lab(browser, lab: LabServer, path: str, screenshot: Path | None = None,
-               run_timeout: float = RUN_TIMEOUT_S, move_timeout: float = MOVE_TIMEOUT_S) -> Report:
+               run_timeout: float = RUN_TIMEOUT_S, move_timeout: float = MOVE_TIMEOUT_S,
+               cell_timeout: float = CELL_TIMEOUT_S) -> Report:
     """Open ``path`` in JupyterLab, Run All, check it, move each explorer, take a screenshot."""
     report = Report(name=Path(path).stem)
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -205,7 +239,7 @@ def run_in_lab(browser, lab: LabServer, path: str, screenshot: Path | None = Non
         page.evaluate("() => window.jupyterapp.shell.collapseLeft()")
         page.get_by_role("menuitem", name="Run", exact=True).click()
         page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
-        _wait_until_done(page, lab, run_timeout)
+        _wait_until_done(page, lab, path, run_timeout, cell_timeout)
         report.seconds = time.monotonic() - start
         model = page.evaluate(JS_MODEL)
         _check_outputs(page, model, report)
@@ -224,16 +258,26 @@ def run_in_lab(browser, lab: LabServer, path: str, screenshot: Path | None = Non
     return report
 
 
-def _wait_until_done(page, lab: LabServer, timeout: float) -> None:
+def _wait_until_done(page, lab: LabServer, path: str, timeout: float,
+                     cell_timeout: float) -> None:
     """Until the kernel is idle and no prompt shows ``[*]`` (queued or running), twice in a row.
 
-    Fails at once if the kernel dies (and restarts) or a dialog pops up.
+    Fails at once if the kernel dies (and restarts) or a dialog pops up, and when one cell has
+    been running for ``cell_timeout`` seconds (a spinner that never ends), naming that cell.
     """
     deadline = time.monotonic() + timeout
     settled = 0
+    running, since = None, time.monotonic()
     while settled < 2:
         prompts = page.evaluate(JS_PROMPTS)
         status = page.evaluate(JS_KERNEL_STATUS)
+        cell = page.evaluate(JS_RUNNING_CELL)
+        if (cell and cell["index"]) != running:
+            running, since = cell and cell["index"], time.monotonic()
+        elif cell and time.monotonic() - since > cell_timeout:
+            raise AssertionError(
+                f"{path}: cell {cell['index']} (code cell {cell['code']}) still running after "
+                f"{cell_timeout:.0f} s, kernel {status}; its source:\n{cell['source'][:300]}")
         trouble = page.evaluate("() => window.kernelTrouble")
         dialogs = page.evaluate(JS_DIALOGS)
         if trouble or dialogs:
@@ -242,8 +286,9 @@ def _wait_until_done(page, lab: LabServer, timeout: float) -> None:
             raise AssertionError(f"Run All did not finish: kernel {trouble or status}"
                                  f", dialogs {dialogs}; server log:\n" + "\n".join(log[-20:]))
         if time.monotonic() > deadline:
-            raise AssertionError(f"Run All did not finish within {timeout:.0f} s; "
-                                 f"prompts: {prompts}")
+            at = f"cell {cell['index']} (code cell {cell['code']})" if cell else "no cell"
+            raise AssertionError(f"{path}: Run All did not finish within {timeout:.0f} s, "
+                                 f"{at} running; prompts: {prompts}")
         done = (status == "idle" and "[*]:" not in prompts
                 and any(re.fullmatch(r"\[\d+\]:", p) for p in prompts))
         settled = settled + 1 if done else 0
