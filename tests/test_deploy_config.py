@@ -151,7 +151,9 @@ print(sum(stats.cache_hits.values()), sum(stats.cache_misses.values()))
 
 def test_tljh_start_gives_each_student_the_compiled_numba_cache(tmp_path_factory) -> None:
     """As a student's own Unix account (``nobody``), ``deploy/tljh/start`` makes the kernels that
-    root compiled load from the cache; without it Numba compiles them again (the control)."""
+    root compiled into ``NUMBA_CACHE_DIR`` load from the cache. (Without it the student's
+    kernels still work: cnnlib then reads the package's own read-only cache, or compiles;
+    ``tests/test_readonly_install.py`` tests that path.)"""
     import os
     import shutil
     import subprocess
@@ -192,7 +194,7 @@ def test_tljh_start_gives_each_student_the_compiled_numba_cache(tmp_path_factory
             hits, misses = done.stdout.split()
             return int(hits), int(misses)
 
-        assert as_student() == (0, 1), "control: without start, Numba should compile again"
+        assert sum(as_student()) == 1  # without start: loaded or compiled, never an error
         assert as_student(str(DEPLOY / "tljh" / "start")) == (1, 0)
     finally:
         shutil.rmtree(base, ignore_errors=True)
