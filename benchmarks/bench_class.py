@@ -14,7 +14,7 @@ as a browser would:
    in order over the kernel's websocket, in small mode (``CNNLIB_SMALL=1``, as the tests; it
    does not change notebook 01);
 4. a burst of slider moves on the convolution explorer: the message JupyterLab sends when a
-   student releases the "kernel size K" slider (a ``comm_msg`` that sets the slider's
+   student releases the "カーネルの大きさ K" slider (a ``comm_msg`` that sets the slider's
    ``value``), each timed until the kernel is idle again with the new picture sent (a PNG in a
    ``display_data`` for the explorer's output), with a think time of 0.5–2 s between moves.
 
@@ -59,7 +59,7 @@ sys.path.insert(0, str(ROOT / "deploy" / "jupyterhub"))
 import launch  # noqa: E402
 
 NOTEBOOK = "notebooks/01_convolution.ipynb"
-SLIDER = "kernel size K"
+SLIDER = "カーネルの大きさ K"
 SLIDER_VALUES = [5, 7, 3, 9, 5, 3, 7, 11, 3, 5]
 MOVE_TIMEOUT_S = 30
 CELL_TIMEOUT_S = 600

@@ -29,7 +29,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from browser_helpers import LAB_SETTINGS, ROOT, copy_repo, require
+from browser_helpers import CELL_TIMEOUT_S, LAB_SETTINGS, ROOT, copy_repo, require
 from test_browser import (  # the same checks as the browser test of every notebook
     JS_KERNEL_IDLE,
     JS_MODEL,
@@ -136,7 +136,8 @@ def test_student_path_through_the_hub(browser, hub: launch.Hub, upstream: Path) 
         page.evaluate("() => window.jupyterapp.shell.collapseLeft()")
         page.get_by_role("menuitem", name="Run", exact=True).click()
         page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
-        _wait_until_done(page, SimpleNamespace(log=hub.log), RUN_TIMEOUT_S)
+        _wait_until_done(page, SimpleNamespace(log=hub.log), NOTEBOOK, RUN_TIMEOUT_S,
+                         CELL_TIMEOUT_S)
         report = Report(name="01_convolution (hub)")
         _check_outputs(page, page.evaluate(JS_MODEL), report)
         _move_explorers(page, panel, report, MOVE_TIMEOUT_S)
@@ -155,6 +156,12 @@ def test_student_path_through_the_hub(browser, hub: launch.Hub, upstream: Path) 
 
         instructor_pushes_a_note(upstream)
         click_link(page, pull_link(hub, upstream))
+        # the notebook reloads from disk after the merge: wait for the instructor's note to show
+        page.wait_for_function(
+            """(note) => { const w = window.jupyterapp.shell.currentWidget;
+                 return !!(w && w.content && w.content.model) &&
+                        JSON.stringify(w.content.model.toJSON()).includes(note); }""",
+            arg=INSTRUCTOR_NOTE, timeout=120_000)
         sources = [("".join(cell["source"]) if isinstance(cell["source"], list)
                     else cell["source"]) for cell in page.evaluate(JS_MODEL)["cells"]]
         assert any(STUDENT_ANSWER in s for s in sources), "the student's answer was lost"
@@ -182,11 +189,11 @@ JS_CLEAN = "() => !window.jupyterapp.shell.currentWidget.context.model.dirty"
 
 
 def move_kernel_size(page, panel) -> None:
-    """The convolution explorer's "kernel size K" slider, one step: the picture must change."""
+    """The convolution explorer's "カーネルの大きさ K" slider, one step: the picture must change."""
     cell = panel.locator(".jp-Cell", has=page.locator(".widget-slider",
-                                                     has_text="kernel size K")).first
+                                                     has_text="カーネルの大きさ K")).first
     assert cell.count(), "no convolution explorer with a kernel-size slider"
-    slider = cell.locator(".widget-slider", has_text="kernel size K").locator("[role=slider]")
+    slider = cell.locator(".widget-slider", has_text="カーネルの大きさ K").locator("[role=slider]")
     before = cell.evaluate(JS_PICTURE)
     slider.scroll_into_view_if_needed()
     value, moved_to = _move(page, slider, "slider")
