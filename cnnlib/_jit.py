@@ -4,22 +4,30 @@
 (``python -m cnnlib.warmup`` fills the cache), no blanket ``fastmath`` so results match NumPy.
 ``prange`` is re-exported so kernels import both names from here.
 
-How OpenMP's idle worker threads wait is a trade-off (2-vCPU cloud machine, training step of
-a LeNet-like CNN and a 3×3 convolution forward + backward, each in bursts after short pauses;
-``benchmarks/bench_wait_policy.py``):
+How idle worker threads wait decides cnnlib's speed where students run it: one Jupyter kernel in
+which NumPy (OpenBLAS's thread pool), cnnlib (Numba's OpenMP pool) and sometimes PyTorch (its
+OpenMP pool) run call after call, with no pause in between (``benchmarks/bench_same_process.py``).
 
-* spinning (GNU OpenMP's default: about 10 ms of busy waiting before sleeping) keeps the workers
-  on their own cores, ready for the next parallel loop. On a quiet machine this is fastest:
-  3.1 ms per step and 1.0 ms per convolution, against 4.7 ms and 1.7 ms with passive waiting,
-  whose sleeping worker was often woken on the core of the thread that woke it, both then
-  sharing one core;
-* next to one other busy process, spinning threads take the CPU time the work needs: 7 ms per
-  step and 14–23 ms per convolution, against 5 ms and 1.7–1.9 ms with ``OMP_WAIT_POLICY=PASSIVE``.
+* OpenBLAS's idle thread busy-waits for about 0.1 s (2**28 cycles) after every multi-threaded
+  NumPy product, without yielding; nothing outside OpenBLAS can shorten that once NumPy is
+  loaded (``OPENBLAS_THREAD_TIMEOUT`` is read when NumPy is imported, before cnnlib);
+* GNU OpenMP's idle workers, by default, also busy-wait (``GOMP_SPINCOUNT`` 300000, several
+  milliseconds) after every parallel loop before they sleep.
 
-A container with a CPU limit (JupyterHub, Binder) shares its machine with other users, so there
-cnnlib sets ``OMP_WAIT_POLICY=PASSIVE``; elsewhere it keeps OpenMP's default. A value the user
-set for ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` is kept. Both are read when Numba loads its
-OpenMP layer (at the first parallel call), so this runs on import.
+Two pools that both spin fight for the 2 cores: the convolution forward + backward of
+bench_conv's 3×3 shape took 17–23 ms instead of 1 ms right after a NumPy call (issue 11).
+With ``OMP_WAIT_POLICY=PASSIVE`` cnnlib's workers sleep as soon as a parallel loop ends: they
+never take CPU time from NumPy or from another process, and a busy OpenBLAS thread costs cnnlib
+little (MEASURED_PASSIVE). Spinning is only faster on a quiet machine for bursts of parallel
+loops after pauses (3.1 against 4.7 ms per training step, ``bench_wait_policy.py``), which is
+not how a notebook alternates libraries. So cnnlib sets ``OMP_WAIT_POLICY=PASSIVE`` unless the
+user set ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` (kept as they are). NumPy keeps its threads:
+a 1024² matrix product takes as long after ``import cnnlib`` as before (MEASURED_MATMUL).
+
+OpenMP reads these variables when it starts: Numba's OpenMP layer starts at cnnlib's first
+parallel call, so setting them on import is in time, and PyTorch imported after cnnlib shares
+the same OpenMP runtime (libgomp) and its passive policy. PyTorch imported *before* cnnlib has
+already started libgomp with its spinning default, which Numba then shares (MEASURED_TORCH).
 
 Threads only help when there are no more of them than CPUs the process may use.  A JupyterHub
 or Binder container often sees all of a large node's cores but may use only a few (its CPU
@@ -96,8 +104,7 @@ _limit = _cpu_limit()
 if "NUMBA_NUM_THREADS" not in os.environ and "numba" not in sys.modules:
     os.environ["NUMBA_NUM_THREADS"] = str(_threads_for_this_machine(_limit))
 if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
-    if _limit is not None:  # a container with a CPU limit: the machine is shared
-        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # idle workers sleep at once: see above
 
 import warnings  # noqa: E402
 

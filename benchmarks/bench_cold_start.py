@@ -1,0 +1,88 @@
+"""Run All of each notebook from an empty Numba cache, as on Colab: total and per-cell seconds.
+
+    python benchmarks/bench_cold_start.py [notebooks/07_speed_with_numba.ipynb ...] [--full]
+
+Each notebook runs in a new Jupyter kernel through nbval (``pytest --nbval-lax``; nbconvert's
+asyncio client was seen on this machine to wait out its timeout for replies that had arrived,
+see tests/test_binder.py) with ``NUMBA_CACHE_DIR`` pointing at a new, empty folder, so every
+cnnlib kernel a notebook calls is compiled in front of the student; small mode
+(``CNNLIB_SMALL=1``, as under the tests) unless ``--full``. Prints the Run All time (the sum of
+the cells' times; the kernel's start-up, about 1 s, comes on top) and every cell that took longer
+than 5 s, with whether the cell says that it is compiling ("コンパイル" in its source, e.g. a
+message it prints). Targets (issue 11): ≤ 15 s per notebook, ≤ 20 s for 07, and no cell silent
+for more than 5 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET = {"07": 20.0}
+DEFAULT_TARGET = 15.0
+STALL = 5.0  # seconds: a longer cell must say that it is compiling
+LINE = re.compile(r"^\s*([0-9.]+)s call\s+\S+::Cell (\d+)\s*$")
+
+
+def run(path: Path, small: bool) -> tuple[float, float, list[tuple[int, float, bool, str]]]:
+    """(sum of cell seconds, wall seconds, [(cell, seconds, says it compiles, first line)])."""
+    code_cells = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+    with tempfile.TemporaryDirectory(prefix="cnnlib-cold-") as cache:
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache, "PYTHONPATH": str(ROOT),
+               "CNNLIB_SMALL": "1" if small else "0"}
+        cmd = [sys.executable, "-m", "pytest", str(path), "-q", "-p", "no:cacheprovider",
+               "--durations=0", "--durations-min=0", "--nbval-cell-timeout=600"]
+        start = time.perf_counter()
+        done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
+        wall = time.perf_counter() - start
+    if done.returncode != 0:
+        print(done.stdout[-3000:], done.stderr[-2000:])
+        raise SystemExit(f"{path.name} failed under pytest")
+    cells = []
+    for line in done.stdout.splitlines():
+        match = LINE.match(line)
+        if match:
+            k = int(match.group(2))
+            source = "".join(code_cells[k]["source"])
+            first = source.strip().splitlines()[0][:60] if source.strip() else ""
+            cells.append((k, float(match.group(1)), "コンパイル" in source, first))
+    cells.sort()
+    return sum(c[1] for c in cells), wall, cells
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("notebooks", nargs="*", type=Path)
+    parser.add_argument("--full", action="store_true", help="full mode instead of small mode")
+    args = parser.parse_args()
+    paths = args.notebooks or sorted((ROOT / "notebooks").glob("0*.ipynb"))
+    missed = 0
+    print(f"load average at the start: {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
+    for path in paths:
+        run_all, wall, cells = run(path.resolve(), small=not args.full)
+        target = TARGET.get(path.name[:2], DEFAULT_TARGET)
+        slow = [c for c in cells if c[1] > STALL]
+        silent = [c for c in slow if not c[2]]
+        ok = run_all <= target and not silent
+        missed += not ok
+        print(f"{path.name}: Run All {run_all:.1f} s (target ≤ {target:g} s; pytest process "
+              f"{wall:.1f} s), slowest cell {max(c[1] for c in cells):.1f} s — "
+              f"{'ok' if ok else 'MISSED'}  (load {os.getloadavg()[0]:.1f})")
+        for k, seconds, says, line in slow:
+            print(f"    cell {k:2d}: {seconds:5.1f} s {'(says so)' if says else '(silent)'}  "
+                  f"{line}")
+        sys.stdout.flush()
+    print(f"load average at the end: {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
