@@ -17,7 +17,8 @@ over the rounds (target ≥ 3×, issue 11). Configurations: PyTorch not imported
 cnnlib, or before it and used at once) and used; the default environment and
 ``CPU_LIMIT=2`` (a container with a CPU limit, as on Binder or JupyterHub); for comparison,
 ``spin`` (OpenMP's spinning wait, cnnlib's default before issue 11) and ``openblas_timeout``
-(``OPENBLAS_THREAD_TIMEOUT=4``: OpenBLAS's idle threads sleep at once). Every configuration
+(``OPENBLAS_THREAD_TIMEOUT=4``: OpenBLAS's idle threads sleep at once) and ``workqueue``
+(Numba's own thread pool instead of OpenMP). Every configuration
 also times a 1024×1024 float32 and float64 matrix product with NumPy before ``import cnnlib``,
 after it (and after one cnnlib call and a 0.2 s pause), and right after a cnnlib call (no pause):
 the user's NumPy must stay as fast as it was.
@@ -42,13 +43,16 @@ CONFIGS = {
     "spin": {"GOMP_SPINCOUNT": "300000"},
     # for comparison: OpenBLAS's idle threads sleep at once (must be set before NumPy loads)
     "openblas_timeout": {"OPENBLAS_THREAD_TIMEOUT": "4"},
+    # for comparison: Numba's own thread pool (workers wait on a condition variable)
+    "workqueue": {"NUMBA_THREADING_LAYER": "workqueue"},
 }
 TORCH = ("none", "after", "before")  # PyTorch: not imported, imported after / before cnnlib
 MODES = {"no pause": 0.0, "pause": 0.15}
 TARGET = 3.0
 SHAPES = [(64, 1, 28, 8, 5), (64, 8, 14, 16, 5), (32, 16, 16, 32, 3)]  # as in bench_conv.py
 CLEAR = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "CPU_LIMIT", "NUMBA_NUM_THREADS",
-         "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_THREAD_TIMEOUT")
+         "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_THREAD_TIMEOUT",
+         "NUMBA_THREADING_LAYER")
 
 
 def matmul_ms(n: int = 1024, repeats: int = 15, between=None) -> dict[str, float]:
