@@ -39,6 +39,7 @@ Binder set, or the cgroup's CPU quota), provided Numba was not imported before c
 import math
 import os
 import sys
+import time
 
 
 def _cpu_limit() -> float | None:
@@ -109,6 +110,7 @@ if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
 import warnings  # noqa: E402
 
 from numba import njit, prange  # noqa: E402  (after the environment is set)
+from numba.core import event as _event  # noqa: E402
 
 from cnnlib import _cache  # noqa: E402
 
@@ -119,6 +121,40 @@ if not _disk_cache:
                   "the temporary directory are read-only); kernels are compiled in every "
                   "session. Set NUMBA_CACHE_DIR to a writable folder to keep them.",
                   RuntimeWarning, stacklevel=2)
+
+
+
+class _CompileNotice(_event.Listener):
+    """In a Jupyter kernel, say so when a cell starts compiling cnnlib's kernels (issue 11).
+
+    From an empty cache (Colab, a new Binder machine) the first call of a layer compiles its
+    kernels for the dtype it is given, 1–10 s each on a 2-core machine; without a word the cell
+    looks stuck. One line per burst of compilations (none in the previous ``QUIET`` seconds).
+    """
+
+    QUIET = 30.0
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.last = -math.inf
+
+    def on_start(self, event: _event.Event) -> None:
+        self.depth += 1
+        func = getattr(event.data.get("dispatcher"), "py_func", None)
+        if self.depth != 1 or not getattr(func, "__module__", "").startswith("cnnlib."):
+            return
+        now = time.monotonic()
+        if now - self.last > self.QUIET:
+            print("cnnlib: カーネルを一度だけコンパイルしています（初めて使う層と dtype ごとに"
+                  "約 1〜10 秒。次からはディスクのキャッシュから読み込みます）…", flush=True)
+        self.last = now
+
+    def on_end(self, event: _event.Event) -> None:
+        self.depth -= 1
+
+
+if "ipykernel" in sys.modules:  # a notebook: the student sees the cell's output at once
+    _event.register("numba:compile", _CompileNotice())
 
 kernel = njit(parallel=True, cache=_disk_cache)
 serial_kernel = njit(cache=_disk_cache)

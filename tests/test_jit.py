@@ -93,3 +93,31 @@ def test_cgroup_quotas_are_read_along_the_path(monkeypatch):
     del files["/sys/fs/cgroup/cpu/kubepods/cpu.cfs_quota_us"]
     monkeypatch.delenv("CPU_LIMIT")
     assert _jit._cpu_limit() is None
+
+
+NOTICE = """
+import sys, types
+if {kernel}:
+    sys.modules["ipykernel"] = types.ModuleType("ipykernel")  # as in a Jupyter kernel
+import numpy as np
+import cnnlib
+x = np.ones((1, 1, 4, 4), np.float32)
+cnnlib.relu_forward(x)
+cnnlib.relu_forward(x.astype(np.float64))
+print("{{}}")
+"""
+
+
+def test_a_notebook_is_told_when_kernels_compile_and_only_then(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in SETTINGS}
+    env["NUMBA_CACHE_DIR"] = str(tmp_path)
+
+    def run(kernel: bool) -> str:
+        return subprocess.run([sys.executable, "-c", NOTICE.format(kernel=kernel)], env=env,
+                              capture_output=True, text=True, check=True).stdout
+
+    notice = "カーネルを一度だけコンパイルしています"
+    assert run(kernel=False).count(notice) == 0  # a script: no message (and the cache fills)
+    env["NUMBA_CACHE_DIR"] = str(tmp_path / "empty")
+    assert run(kernel=True).count(notice) == 1  # two compilations in a row: one line
+    assert run(kernel=True).count(notice) == 0  # loaded from the cache: nothing to say
