@@ -18,7 +18,8 @@ cnnlib, or before it and used at once) and used; the default environment and
 ``CPU_LIMIT=2`` (a container with a CPU limit, as on Binder or JupyterHub); for comparison,
 ``spin`` (OpenMP's spinning wait, cnnlib's default before issue 11) and ``openblas_timeout``
 (``OPENBLAS_THREAD_TIMEOUT=4``: OpenBLAS's idle threads sleep at once) and ``workqueue``
-(Numba's own thread pool instead of OpenMP). Every configuration
+(Numba's own thread pool instead of OpenMP) and ``numpy_1_thread`` (``OPENBLAS_NUM_THREADS=1``).
+Every configuration
 also times a 1024×1024 float32 and float64 matrix product with NumPy before ``import cnnlib``,
 after it (and after one cnnlib call and a 0.2 s pause), and right after a cnnlib call (no pause):
 the user's NumPy must stay as fast as it was.
@@ -45,6 +46,8 @@ CONFIGS = {
     "openblas_timeout": {"OPENBLAS_THREAD_TIMEOUT": "4"},
     # for comparison: Numba's own thread pool (workers wait on a condition variable)
     "workqueue": {"NUMBA_THREADING_LAYER": "workqueue"},
+    # for comparison: NumPy single-threaded (what threadpoolctl.threadpool_limits(1) would do)
+    "numpy_1_thread": {"OPENBLAS_NUM_THREADS": "1"},
 }
 TORCH = ("none", "after", "before")  # PyTorch: not imported, imported after / before cnnlib
 MODES = {"no pause": 0.0, "pause": 0.15}
