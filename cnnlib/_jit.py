@@ -129,28 +129,36 @@ class _CompileNotice(_event.Listener):
 
     From an empty cache (Colab, a new Binder machine) the first call of a layer compiles its
     kernels for the dtype it is given, 1–10 s each on a 2-core machine; without a word the cell
-    looks stuck. One line per burst of compilations (none in the previous ``QUIET`` seconds).
+    looks stuck. One line per cell that compiles (per IPython execution count; outside IPython,
+    per burst with no compilation in the previous ``QUIET`` seconds).
     """
 
     QUIET = 30.0
 
     def __init__(self) -> None:
         self.depth = 0
-        self.last = -math.inf
+        self.last: tuple[object, float] = (None, -math.inf)
 
     def on_start(self, event: _event.Event) -> None:
         self.depth += 1
         func = getattr(event.data.get("dispatcher"), "py_func", None)
         if self.depth != 1 or not getattr(func, "__module__", "").startswith("cnnlib."):
             return
-        now = time.monotonic()
-        if now - self.last > self.QUIET:
+        cell, now = _cell(), time.monotonic()
+        if cell != self.last[0] or (cell is None and now - self.last[1] > self.QUIET):
             print("cnnlib: カーネルを一度だけコンパイルしています（初めて使う層と dtype ごとに"
                   "約 1〜10 秒。次からはディスクのキャッシュから読み込みます）…", flush=True)
-        self.last = now
+        self.last = (cell, now)
 
     def on_end(self, event: _event.Event) -> None:
         self.depth -= 1
+
+
+def _cell() -> object:
+    """The running IPython cell's execution count, or None outside IPython."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return None if shell is None else shell.execution_count
 
 
 if "ipykernel" in sys.modules:  # a notebook: the student sees the cell's output at once
