@@ -101,15 +101,32 @@ def _threads_for_this_machine(limit: float | None) -> int:
     return cpus if limit is None else max(1, min(cpus, math.ceil(limit)))
 
 
+def _openmp_already_loaded() -> bool:
+    """True when an OpenMP runtime is loaded already (PyTorch's libgomp, for one): it has read
+    its waiting policy when it loaded, and Numba's OpenMP layer would share it. threadpoolctl
+    (scikit-learn's tool for the thread pools of a process) lists the loaded runtimes."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:  # an install without it (Colab's --no-deps): keep Numba's default
+        return False
+    return any(pool.get("user_api") == "openmp" for pool in threadpool_info())
+
+
 _limit = _cpu_limit()
 if "NUMBA_NUM_THREADS" not in os.environ and "numba" not in sys.modules:
     os.environ["NUMBA_NUM_THREADS"] = str(_threads_for_this_machine(_limit))
+_own_pool = False  # Numba's own workqueue pool instead of a spinning OpenMP runtime
 if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # idle workers sleep at once: see above
+    _own_pool = "NUMBA_THREADING_LAYER" not in os.environ and _openmp_already_loaded()
 
 import warnings  # noqa: E402
 
-from numba import njit, prange  # noqa: E402  (after the environment is set)
+import numba  # noqa: E402  (after the environment is set)
+from numba import njit, prange  # noqa: E402
+
+if _own_pool:  # read when Numba starts its threads, at the first parallel call
+    numba.config.THREADING_LAYER = "workqueue"
 from numba.core import event as _event  # noqa: E402
 
 from cnnlib import _cache  # noqa: E402

@@ -121,3 +121,29 @@ def test_a_notebook_is_told_when_kernels_compile_and_only_then(tmp_path):
     env["NUMBA_CACHE_DIR"] = str(tmp_path / "empty")
     assert run(kernel=True).count(notice) == 1  # two compilations in a row: one line
     assert run(kernel=True).count(notice) == 0  # loaded from the cache: nothing to say
+
+
+LAYER = """
+import ctypes, json, os
+if {preload}:
+    ctypes.CDLL("libgomp.so.1")  # an OpenMP runtime loaded before cnnlib, as PyTorch's is
+import numpy as np
+import cnnlib, numba
+cnnlib.relu_forward(np.ones((64, 4096), np.float32))  # starts Numba's threads
+print(json.dumps({{"layer": numba.threading_layer()}}))
+"""
+
+
+@pytest.mark.parametrize(("preload", "env", "layer"), [
+    (False, {}, "omp"),  # Numba's OpenMP layer, passive (the threads of cnnlib and PyTorch
+    (True, {}, "workqueue"),  # ... unless OpenMP already runs with its spinning default)
+    (True, {"OMP_WAIT_POLICY": "PASSIVE"}, "omp"),  # the user's policy: OpenMP is shared
+    (True, {"NUMBA_THREADING_LAYER": "omp"}, "omp"),  # the user's choice of layer
+])
+def test_an_openmp_runtime_started_before_cnnlib_is_not_shared(preload, env, layer):
+    pytest.importorskip("threadpoolctl")
+    clean = {k: v for k, v in os.environ.items()
+             if k not in (*SETTINGS, "NUMBA_THREADING_LAYER")}
+    done = subprocess.run([sys.executable, "-c", LAYER.format(preload=preload)],
+                          env={**clean, **env}, capture_output=True, text=True, check=True)
+    assert json.loads(done.stdout.strip().splitlines()[-1])["layer"] == layer
