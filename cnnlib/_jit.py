@@ -6,28 +6,33 @@
 
 How idle worker threads wait decides cnnlib's speed where students run it: one Jupyter kernel in
 which NumPy (OpenBLAS's thread pool), cnnlib (Numba's OpenMP pool) and sometimes PyTorch (its
-OpenMP pool) run call after call, with no pause in between (``benchmarks/bench_same_process.py``).
+OpenMP pool) run call after call with no pause (``benchmarks/bench_same_process.py``; 2-vCPU VM):
 
-* OpenBLAS's idle thread busy-waits for about 0.1 s (2**28 cycles) after every multi-threaded
-  NumPy product, without yielding; nothing outside OpenBLAS can shorten that once NumPy is
-  loaded (``OPENBLAS_THREAD_TIMEOUT`` is read when NumPy is imported, before cnnlib);
+* OpenBLAS's idle thread busy-waits for about 0.1 s (2**28 cycles, without yielding) after
+  every multi-threaded NumPy product. Nothing outside OpenBLAS can cut that short once NumPy is
+  loaded: ``OPENBLAS_THREAD_TIMEOUT`` is read when NumPy is imported, and threadpoolctl can set
+  how many threads OpenBLAS uses, not how its idle ones wait;
 * GNU OpenMP's idle workers, by default, also busy-wait (``GOMP_SPINCOUNT`` 300000, several
   milliseconds) after every parallel loop before they sleep.
 
-Two pools that both spin fight for the 2 cores: the convolution forward + backward of
-bench_conv's 3×3 shape took 17–23 ms instead of 1 ms right after a NumPy call (issue 11).
-With ``OMP_WAIT_POLICY=PASSIVE`` cnnlib's workers sleep as soon as a parallel loop ends: they
-never take CPU time from NumPy or from another process, and a busy OpenBLAS thread costs cnnlib
-little (MEASURED_PASSIVE). Spinning is only faster on a quiet machine for bursts of parallel
-loops after pauses (3.1 against 4.7 ms per training step, ``bench_wait_policy.py``), which is
-not how a notebook alternates libraries. So cnnlib sets ``OMP_WAIT_POLICY=PASSIVE`` unless the
-user set ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` (kept as they are). NumPy keeps its threads:
-a 1024² matrix product takes as long after ``import cnnlib`` as before (MEASURED_MATMUL).
+Two pools that both spin fight for the 2 cores: right after NumPy calls, the 3×3 convolution
+forward + backward of bench_conv took 17–23 ms instead of 1 ms (issue 11). With
+``OMP_WAIT_POLICY=PASSIVE`` cnnlib's workers sleep as soon as a parallel loop ends, so they take
+no CPU time from NumPy or anyone else, and a busy OpenBLAS thread costs cnnlib little:
+⟨MEASURED_POLICY⟩. Spinning is faster only on a quiet machine, for bursts of parallel loops after
+pauses (3.1 against 4.7 ms per training step, ``bench_wait_policy.py``). So cnnlib sets
+``OMP_WAIT_POLICY=PASSIVE`` unless the user set ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT``.
+NumPy keeps its threads: ⟨MEASURED_MATMUL⟩. Making NumPy single-threaded instead
+(``threadpoolctl.threadpool_limits(1)``) would have cost every student's large products:
+⟨MEASURED_NUMPY1⟩.
 
-OpenMP reads these variables when it starts: Numba's OpenMP layer starts at cnnlib's first
+OpenMP reads these variables when it loads: Numba's OpenMP layer loads at cnnlib's first
 parallel call, so setting them on import is in time, and PyTorch imported after cnnlib shares
-the same OpenMP runtime (libgomp) and its passive policy. PyTorch imported *before* cnnlib has
-already started libgomp with its spinning default, which Numba then shares (MEASURED_TORCH).
+that runtime (libgomp) and its passive policy. An OpenMP runtime loaded *before* cnnlib (PyTorch
+imported first) has already read its spinning default, and Numba would share it:
+⟨MEASURED_TORCH_BEFORE⟩. Then, unless the user chose a waiting policy or a threading layer,
+cnnlib gives Numba its own ``workqueue`` pool (workers wait on a condition variable), having
+found the loaded runtime with threadpoolctl (``_openmp_already_loaded``): ⟨MEASURED_WORKQUEUE⟩.
 
 Threads only help when there are no more of them than CPUs the process may use.  A JupyterHub
 or Binder container often sees all of a large node's cores but may use only a few (its CPU
