@@ -8,31 +8,33 @@ How idle worker threads wait decides cnnlib's speed where students run it: one J
 which NumPy (OpenBLAS's thread pool), cnnlib (Numba's OpenMP pool) and sometimes PyTorch (its
 OpenMP pool) run call after call with no pause (``benchmarks/bench_same_process.py``; 2-vCPU VM):
 
-* OpenBLAS's idle thread busy-waits for about 0.1 s (2**28 cycles, without yielding) after
-  every multi-threaded NumPy product. Nothing outside OpenBLAS can cut that short once NumPy is
-  loaded: ``OPENBLAS_THREAD_TIMEOUT`` is read when NumPy is imported, and threadpoolctl can set
-  how many threads OpenBLAS uses, not how its idle ones wait;
+* OpenBLAS's idle thread busy-waits for 2**28 cycles (about 0.1 s, without yielding) after
+  every multi-threaded NumPy product;
 * GNU OpenMP's idle workers, by default, also busy-wait (``GOMP_SPINCOUNT`` 300000, several
   milliseconds) after every parallel loop before they sleep.
 
-Two pools that both spin fight for the 2 cores: right after NumPy calls, the 3×3 convolution
-forward + backward of bench_conv took 17–23 ms instead of 1 ms (issue 11). With
-``OMP_WAIT_POLICY=PASSIVE`` cnnlib's workers sleep as soon as a parallel loop ends, so they take
-no CPU time from NumPy or anyone else, and a busy OpenBLAS thread costs cnnlib little:
-⟨MEASURED_POLICY⟩. Spinning is faster only on a quiet machine, for bursts of parallel loops after
-pauses (3.1 against 4.7 ms per training step, ``bench_wait_policy.py``). So cnnlib sets
-``OMP_WAIT_POLICY=PASSIVE`` unless the user set ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT``.
-NumPy keeps its threads: ⟨MEASURED_MATMUL⟩. Making NumPy single-threaded instead
-(``threadpoolctl.threadpool_limits(1)``) would have cost every student's large products:
-⟨MEASURED_NUMPY1⟩.
+A thread that spins holds a core, so the next library's threads get one core instead of two,
+and spinning threads that wait for each other lose whole time slices: right after NumPy calls
+the 3×3 convolution forward + backward of bench_conv took 17–23 ms instead of 1 ms (issue 11).
+cnnlib therefore makes every pool it can reach sleep as soon as its work is done:
 
-OpenMP reads these variables when it loads: Numba's OpenMP layer loads at cnnlib's first
-parallel call, so setting them on import is in time, and PyTorch imported after cnnlib shares
-that runtime (libgomp) and its passive policy. An OpenMP runtime loaded *before* cnnlib (PyTorch
-imported first) has already read its spinning default, and Numba would share it:
-⟨MEASURED_TORCH_BEFORE⟩. Then, unless the user chose a waiting policy or a threading layer,
-cnnlib gives Numba its own ``workqueue`` pool (workers wait on a condition variable), having
-found the loaded runtime with threadpoolctl (``_openmp_already_loaded``): ⟨MEASURED_WORKQUEUE⟩.
+1. ``OMP_WAIT_POLICY=PASSIVE`` for Numba's OpenMP workers (and PyTorch's, imported after
+   cnnlib: they share the one OpenMP runtime, libgomp), unless the user set ``OMP_WAIT_POLICY``
+   or ``GOMP_SPINCOUNT``. OpenMP reads it when it loads, at cnnlib's first parallel call.
+2. ``OPENBLAS_THREAD_TIMEOUT=4`` for NumPy's OpenBLAS (``_openblas_sleeps_at_once``), unless the
+   user set it. NumPy keeps both its threads; only their idle waiting changes.
+3. An OpenMP runtime that was loaded *before* cnnlib (PyTorch imported first) has read its
+   spinning default already and Numba would share it; then, unless the user chose a policy or a
+   threading layer, Numba gets its own ``workqueue`` pool (workers wait on a condition
+   variable). threadpoolctl, scikit-learn's tool for the thread pools of a process, finds the
+   loaded runtimes (``_openmp_already_loaded``).
+
+Measured (conv2d forward + backward, NumPy im2col time / cnnlib time, median of interleaved
+rounds, no pause): ⟨MEASURED_POLICY⟩. NumPy stays as fast as it was: ⟨MEASURED_MATMUL⟩. The
+alternatives measured in the same run: OpenMP's spinning default ⟨MEASURED_SPIN⟩; NumPy
+single-threaded (``threadpoolctl.threadpool_limits(1)``) ⟨MEASURED_NUMPY1⟩. Spinning is faster
+only on a quiet machine for bursts of parallel loops after pauses (3.1 against 4.7 ms per
+training step, ``bench_wait_policy.py``), which is not how a notebook alternates libraries.
 
 Threads only help when there are no more of them than CPUs the process may use.  A JupyterHub
 or Binder container often sees all of a large node's cores but may use only a few (its CPU
@@ -117,6 +119,38 @@ def _openmp_already_loaded() -> bool:
     return any(pool.get("user_api") == "openmp" for pool in threadpool_info())
 
 
+def _openblas_sleeps_at_once() -> int:
+    """Make the idle threads of NumPy's OpenBLAS sleep as soon as a product ends, instead of
+    busy-waiting about 0.1 s (see above). Returns how many OpenBLAS libraries were changed.
+
+    ``OPENBLAS_THREAD_TIMEOUT`` (2**value cycles of waiting; 4 is OpenBLAS's minimum) is
+    OpenBLAS's own setting, but it is read when the library loads and when it starts its
+    threads. So, unless the user set it, cnnlib sets it, has OpenBLAS read its environment again
+    (``openblas_read_env``) and stops its idle threads (``blas_thread_shutdown_``, what OpenBLAS
+    itself does before a fork); its next product starts them again with the new setting.
+    threadpoolctl finds the OpenBLAS that NumPy loaded; an OpenBLAS built on OpenMP, one
+    without these functions, MKL or Accelerate are left alone.
+    """
+    if "OPENBLAS_THREAD_TIMEOUT" in os.environ or "GOTO_THREAD_TIMEOUT" in os.environ:
+        return 0
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return 0
+    changed = 0
+    os.environ["OPENBLAS_THREAD_TIMEOUT"] = "4"
+    for lib in ThreadpoolController().select(internal_api="openblas").lib_controllers:
+        dynlib = getattr(lib, "dynlib", None)
+        read_env = getattr(dynlib, "openblas_read_env", None)
+        shutdown = getattr(dynlib, "blas_thread_shutdown_", None)
+        if getattr(lib, "threading_layer", None) != "pthreads" or not (read_env and shutdown):
+            continue
+        read_env()
+        shutdown()
+        changed += 1
+    return changed
+
+
 _limit = _cpu_limit()
 if "NUMBA_NUM_THREADS" not in os.environ and "numba" not in sys.modules:
     os.environ["NUMBA_NUM_THREADS"] = str(_threads_for_this_machine(_limit))
@@ -124,6 +158,7 @@ _own_pool = False  # Numba's own workqueue pool instead of a spinning OpenMP run
 if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # idle workers sleep at once: see above
     _own_pool = "NUMBA_THREADING_LAYER" not in os.environ and _openmp_already_loaded()
+_openblas_sleeps_at_once()
 
 import warnings  # noqa: E402
 

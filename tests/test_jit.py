@@ -20,7 +20,8 @@ print(json.dumps({"threads": numba.config.NUMBA_NUM_THREADS,
                   "policy": os.environ.get("OMP_WAIT_POLICY")}))
 """
 
-SETTINGS = ("CPU_LIMIT", "NUMBA_NUM_THREADS", "GOMP_SPINCOUNT", "OMP_WAIT_POLICY")
+SETTINGS = ("CPU_LIMIT", "NUMBA_NUM_THREADS", "GOMP_SPINCOUNT", "OMP_WAIT_POLICY",
+            "OPENBLAS_THREAD_TIMEOUT", "GOTO_THREAD_TIMEOUT")
 
 
 def probe(code: str = PROBE, **env: str) -> dict:
@@ -147,3 +148,40 @@ def test_an_openmp_runtime_started_before_cnnlib_is_not_shared(preload, env, lay
     done = subprocess.run([sys.executable, "-c", LAYER.format(preload=preload)],
                           env={**clean, **env}, capture_output=True, text=True, check=True)
     assert json.loads(done.stdout.strip().splitlines()[-1])["layer"] == layer
+
+
+OPENBLAS = """
+import json, os, time
+import numpy as np
+
+def idle_cpu_ticks():  # CPU time (1/100 s) of every thread but the main one
+    ticks = 0
+    for tid in os.listdir("/proc/self/task"):
+        if tid != str(os.getpid()):
+            fields = open(f"/proc/self/task/{tid}/stat").read().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks
+
+a = np.random.default_rng(0).random((12544, 200)).astype(np.float32)
+b = np.random.default_rng(1).random((200, 32)).astype(np.float32)
+expected = a.astype(np.float64) @ b
+import cnnlib
+spent = 0
+for _ in range(3):  # after each product, OpenBLAS's idle thread would spin for about 0.1 s
+    got = a @ b
+    start = idle_cpu_ticks()
+    time.sleep(0.3)
+    spent += idle_cpu_ticks() - start
+np.testing.assert_allclose(got, expected, rtol=1e-4)
+print(json.dumps({"ticks": spent, "timeout": os.environ.get("OPENBLAS_THREAD_TIMEOUT")}))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_numpys_openblas_threads_sleep_once_a_product_is_done():
+    pytest.importorskip("threadpoolctl")
+    seen = probe(OPENBLAS)
+    assert seen["timeout"] == "4"
+    assert seen["ticks"] <= 3  # 0.9 s of sleeping: idle threads took at most 0.03 s of CPU
+    kept = probe(OPENBLAS, OPENBLAS_THREAD_TIMEOUT="28")  # the user's setting wins
+    assert kept["timeout"] == "28"
