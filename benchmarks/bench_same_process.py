@@ -17,7 +17,8 @@ over the rounds (target ≥ 3×, issue 11). Configurations: PyTorch not imported
 cnnlib, or before it and used at once) and used; the default environment and
 ``CPU_LIMIT=2`` (a container with a CPU limit, as on Binder or JupyterHub); for comparison,
 ``before_issue_11`` (OpenMP's spinning wait and OpenBLAS's 0.1 s spin, as cnnlib left them
-before issue 11), ``passive_only`` (passive OpenMP, OpenBLAS's spin kept), ``workqueue`` (Numba's
+before issue 11), ``spin_only`` (OpenMP spinning, OpenBLAS sleeping at once), ``passive_only``
+(passive OpenMP, OpenBLAS's spin kept), ``workqueue`` (Numba's
 own thread pool) and ``numpy_1_thread`` (``OPENBLAS_NUM_THREADS=1``). Every configuration
 also times a 1024×1024 float32 and float64 matrix product with NumPy before ``import cnnlib``,
 after it (and after one cnnlib call and a 0.2 s pause), and right after a cnnlib call (no pause):
@@ -41,6 +42,8 @@ CONFIGS = {
     "cpu_limit": {"CPU_LIMIT": "2"},
     # for comparison: cnnlib before issue 11 (OpenMP's spinning wait, OpenBLAS's own 0.1 s spin)
     "before_issue_11": {"GOMP_SPINCOUNT": "300000", "OPENBLAS_THREAD_TIMEOUT": "28"},
+    # for comparison: OpenMP's spinning wait, OpenBLAS's threads sleeping at once
+    "spin_only": {"GOMP_SPINCOUNT": "300000"},
     # for comparison: passive OpenMP only, OpenBLAS left as NumPy loaded it
     "passive_only": {"OPENBLAS_THREAD_TIMEOUT": "28"},
     # for comparison: Numba's own thread pool (workers wait on a condition variable)
