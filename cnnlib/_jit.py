@@ -30,11 +30,12 @@ cnnlib therefore makes every pool it can reach sleep as soon as its work is done
    loaded runtimes (``_openmp_already_loaded``).
 
 Measured (conv2d forward + backward, NumPy im2col time / cnnlib time, median of interleaved
-rounds, no pause, 2026-12-07): 5.11×, 6.38×, 3.25× on bench_conv's three shapes with these
-settings, against 0.96× and 0.51× on the two larger ones as cnnlib was before (cnnlib 20–24 ms
-per call), 1.81× on the 3×3 shape with passive OpenMP alone (OpenBLAS still spinning: cnnlib at
-its one-thread time). NumPy stays as fast as it was: a 1024² float32 / float64 product took
-6.22 / 13.40 ms before ``import cnnlib`` and 6.58 / 14.24 ms after (6.99 / 14.03 ms right after
+rounds, no pause, 2026-12-07): 8.30×, 6.61×, 3.45× on bench_conv's three shapes with these
+settings (3.27× on the 3×3 shape with PyTorch imported after cnnlib and used), against 0.96×
+and 0.51× on the two larger ones as cnnlib was before (cnnlib 20–24 ms per call), and 1.81× on
+the 3×3 shape with passive OpenMP alone (OpenBLAS still spinning: cnnlib at its one-thread
+time). NumPy stays as fast as it was: a 1024² float32 / float64 product took
+6.77 / 14.48 ms before ``import cnnlib`` and 6.55 / 14.13 ms after (6.48 / 14.06 ms right after
 a cnnlib call). The alternatives, measured in the same runs: OpenMP spinning with OpenBLAS fixed
 was fastest on a quiet machine (3.70×) but slowed NumPy's next product (7.04 → 10.97 ms) and
 collapsed again once other jobs ran (1.03×); NumPy single-threaded
