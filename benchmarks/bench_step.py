@@ -172,8 +172,8 @@ def cnnlib_layer_step(model: L.Sequential, x: np.ndarray, labels: np.ndarray,
     t[k_layers, 0] = time.perf_counter() - start
     for k in reversed(range(k_layers)):
         layer, start = model.layers[k], time.perf_counter()
-        if k == 0 and layer.skips_input_grad:  # as in a real step: no input gradient
-            dout = layer.backward(dout, input_grad=False)
+        if k == 0:  # as in a real step: no input gradient
+            L.backward_params(layer, dout)
         else:
             dout = layer.backward(dout)
         t[k, 1] = time.perf_counter() - start

@@ -4,22 +4,45 @@
 (``python -m cnnlib.warmup`` fills the cache), no blanket ``fastmath`` so results match NumPy.
 ``prange`` is re-exported so kernels import both names from here.
 
-How OpenMP's idle worker threads wait is a trade-off (2-vCPU cloud machine, training step of
-a LeNet-like CNN and a 3×3 convolution forward + backward, each in bursts after short pauses;
-``benchmarks/bench_wait_policy.py``):
+How idle worker threads wait decides cnnlib's speed where students run it: one Jupyter kernel in
+which NumPy (OpenBLAS's thread pool), cnnlib (Numba's OpenMP pool) and sometimes PyTorch (its
+OpenMP pool) run call after call with no pause (``benchmarks/bench_same_process.py``; 2-vCPU VM):
 
-* spinning (GNU OpenMP's default: about 10 ms of busy waiting before sleeping) keeps the workers
-  on their own cores, ready for the next parallel loop. On a quiet machine this is fastest:
-  3.1 ms per step and 1.0 ms per convolution, against 4.7 ms and 1.7 ms with passive waiting,
-  whose sleeping worker was often woken on the core of the thread that woke it, both then
-  sharing one core;
-* next to one other busy process, spinning threads take the CPU time the work needs: 7 ms per
-  step and 14–23 ms per convolution, against 5 ms and 1.7–1.9 ms with ``OMP_WAIT_POLICY=PASSIVE``.
+* OpenBLAS's idle thread busy-waits for 2**28 cycles (about 0.1 s, without yielding) after
+  every multi-threaded NumPy product;
+* GNU OpenMP's idle workers, by default, also busy-wait (``GOMP_SPINCOUNT`` 300000, several
+  milliseconds) after every parallel loop before they sleep.
 
-A container with a CPU limit (JupyterHub, Binder) shares its machine with other users, so there
-cnnlib sets ``OMP_WAIT_POLICY=PASSIVE``; elsewhere it keeps OpenMP's default. A value the user
-set for ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` is kept. Both are read when Numba loads its
-OpenMP layer (at the first parallel call), so this runs on import.
+A thread that spins holds a core, so the next library's threads get one core instead of two,
+and spinning threads that wait for each other lose whole time slices: right after NumPy calls
+the 3×3 convolution forward + backward of bench_conv took 17–23 ms instead of 1 ms (issue 11).
+cnnlib therefore makes every pool it can reach sleep as soon as its work is done:
+
+1. ``OMP_WAIT_POLICY=PASSIVE`` for Numba's OpenMP workers (and PyTorch's, imported after
+   cnnlib: they share the one OpenMP runtime, libgomp), unless the user set ``OMP_WAIT_POLICY``
+   or ``GOMP_SPINCOUNT``. OpenMP reads it when it loads, at cnnlib's first parallel call.
+2. ``OPENBLAS_THREAD_TIMEOUT=4`` for NumPy's OpenBLAS (``_openblas_sleeps_at_once``), unless the
+   user set it. NumPy keeps both its threads; only their idle waiting changes.
+3. An OpenMP runtime that was loaded *before* cnnlib (PyTorch imported first) has read its
+   spinning default already and Numba would share it; then, unless the user chose a policy or a
+   threading layer, Numba gets its own ``workqueue`` pool (workers wait on a condition
+   variable). threadpoolctl, scikit-learn's tool for the thread pools of a process, finds the
+   loaded runtimes (``_openmp_already_loaded``).
+
+Measured (conv2d forward + backward, NumPy im2col time / cnnlib time, median of interleaved
+rounds, no pause, 2026-12-07): 8.30×, 6.61×, 3.45× on bench_conv's three shapes with these
+settings (3.27× on the 3×3 shape with PyTorch imported after cnnlib and used), against 0.96×
+and 0.51× on the two larger ones as cnnlib was before (cnnlib 20–24 ms per call), and 1.81× on
+the 3×3 shape with passive OpenMP alone (OpenBLAS still spinning: cnnlib at its one-thread
+time). NumPy stays as fast as it was: a 1024² float32 / float64 product took
+6.77 / 14.48 ms before ``import cnnlib`` and 6.55 / 14.13 ms after (6.48 / 14.06 ms right after
+a cnnlib call). The alternatives, measured in the same runs: OpenMP spinning with OpenBLAS fixed
+was fastest on a quiet machine (3.70×) but slowed NumPy's next product (7.04 → 10.97 ms) and
+collapsed again once other jobs ran (1.03×); NumPy single-threaded
+(``threadpoolctl.threadpool_limits(1)``) doubles the 1024² product (14.64 / 29.17 ms) and left
+the 3×3 shape at 1.90×. Spinning is faster
+only on a quiet machine for bursts of parallel loops after pauses (3.1 against 4.7 ms per
+training step, ``bench_wait_policy.py``), which is not how a notebook alternates libraries.
 
 Threads only help when there are no more of them than CPUs the process may use.  A JupyterHub
 or Binder container often sees all of a large node's cores but may use only a few (its CPU
@@ -31,6 +54,7 @@ Binder set, or the cgroup's CPU quota), provided Numba was not imported before c
 import math
 import os
 import sys
+import time
 
 
 def _cpu_limit() -> float | None:
@@ -92,16 +116,66 @@ def _threads_for_this_machine(limit: float | None) -> int:
     return cpus if limit is None else max(1, min(cpus, math.ceil(limit)))
 
 
+def _openmp_already_loaded() -> bool:
+    """True when an OpenMP runtime is loaded already (PyTorch's libgomp, for one): it has read
+    its waiting policy when it loaded, and Numba's OpenMP layer would share it. threadpoolctl
+    (scikit-learn's tool for the thread pools of a process) lists the loaded runtimes."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:  # an install without it (Colab's --no-deps): keep Numba's default
+        return False
+    return any(pool.get("user_api") == "openmp" for pool in threadpool_info())
+
+
+def _openblas_sleeps_at_once() -> int:
+    """Make the idle threads of NumPy's OpenBLAS sleep as soon as a product ends, instead of
+    busy-waiting about 0.1 s (see above). Returns how many OpenBLAS libraries were changed.
+
+    ``OPENBLAS_THREAD_TIMEOUT`` (2**value cycles of waiting; 4 is OpenBLAS's minimum) is
+    OpenBLAS's own setting, but it is read when the library loads and when it starts its
+    threads. So, unless the user set it, cnnlib sets it, has OpenBLAS read its environment again
+    (``openblas_read_env``) and stops its idle threads (``blas_thread_shutdown_``, what OpenBLAS
+    itself does before a fork); its next product starts them again with the new setting.
+    threadpoolctl finds the OpenBLAS that NumPy loaded; an OpenBLAS built on OpenMP, one
+    without these functions, MKL or Accelerate are left alone.
+    """
+    if "OPENBLAS_THREAD_TIMEOUT" in os.environ or "GOTO_THREAD_TIMEOUT" in os.environ:
+        return 0
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return 0
+    changed = 0
+    os.environ["OPENBLAS_THREAD_TIMEOUT"] = "4"
+    for lib in ThreadpoolController().select(internal_api="openblas").lib_controllers:
+        dynlib = getattr(lib, "dynlib", None)
+        read_env = getattr(dynlib, "openblas_read_env", None)
+        shutdown = getattr(dynlib, "blas_thread_shutdown_", None)
+        if getattr(lib, "threading_layer", None) != "pthreads" or not (read_env and shutdown):
+            continue
+        read_env()
+        shutdown()
+        changed += 1
+    return changed
+
+
 _limit = _cpu_limit()
 if "NUMBA_NUM_THREADS" not in os.environ and "numba" not in sys.modules:
     os.environ["NUMBA_NUM_THREADS"] = str(_threads_for_this_machine(_limit))
+_own_pool = False  # Numba's own workqueue pool instead of a spinning OpenMP runtime
 if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
-    if _limit is not None:  # a container with a CPU limit: the machine is shared
-        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # idle workers sleep at once: see above
+    _own_pool = "NUMBA_THREADING_LAYER" not in os.environ and _openmp_already_loaded()
+_openblas_sleeps_at_once()
 
 import warnings  # noqa: E402
 
-from numba import njit, prange  # noqa: E402  (after the environment is set)
+import numba  # noqa: E402  (after the environment is set)
+from numba import njit, prange  # noqa: E402
+
+if _own_pool:  # read when Numba starts its threads, at the first parallel call
+    numba.config.THREADING_LAYER = "workqueue"
+from numba.core import event as _event  # noqa: E402
 
 from cnnlib import _cache  # noqa: E402
 
@@ -112,6 +186,48 @@ if not _disk_cache:
                   "the temporary directory are read-only); kernels are compiled in every "
                   "session. Set NUMBA_CACHE_DIR to a writable folder to keep them.",
                   RuntimeWarning, stacklevel=2)
+
+
+
+class _CompileNotice(_event.Listener):
+    """In a Jupyter kernel, say so when a cell starts compiling cnnlib's kernels (issue 11).
+
+    From an empty cache (Colab, a new Binder machine) the first call of a layer compiles its
+    kernels for the dtype it is given, 1–10 s each on a 2-core machine; without a word the cell
+    looks stuck. One line per cell that compiles (per IPython execution count; outside IPython,
+    per burst with no compilation in the previous ``QUIET`` seconds).
+    """
+
+    QUIET = 30.0
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.last: tuple[object, float] = (None, -math.inf)
+
+    def on_start(self, event: _event.Event) -> None:
+        self.depth += 1
+        func = getattr(event.data.get("dispatcher"), "py_func", None)
+        if self.depth != 1 or not getattr(func, "__module__", "").startswith("cnnlib."):
+            return
+        cell, now = _cell(), time.monotonic()
+        if cell != self.last[0] or (cell is None and now - self.last[1] > self.QUIET):
+            print("cnnlib: カーネルを一度だけコンパイルしています（初めて使う層と dtype ごとに"
+                  "約 1〜10 秒。次からはディスクのキャッシュから読み込みます）…", flush=True)
+        self.last = (cell, now)
+
+    def on_end(self, event: _event.Event) -> None:
+        self.depth -= 1
+
+
+def _cell() -> object:
+    """The running IPython cell's execution count, or None outside IPython."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return None if shell is None else shell.execution_count
+
+
+if "ipykernel" in sys.modules:  # a notebook: the student sees the cell's output at once
+    _event.register("numba:compile", _CompileNotice())
 
 kernel = njit(parallel=True, cache=_disk_cache)
 serial_kernel = njit(cache=_disk_cache)

@@ -20,7 +20,8 @@ print(json.dumps({"threads": numba.config.NUMBA_NUM_THREADS,
                   "policy": os.environ.get("OMP_WAIT_POLICY")}))
 """
 
-SETTINGS = ("CPU_LIMIT", "NUMBA_NUM_THREADS", "GOMP_SPINCOUNT", "OMP_WAIT_POLICY")
+SETTINGS = ("CPU_LIMIT", "NUMBA_NUM_THREADS", "GOMP_SPINCOUNT", "OMP_WAIT_POLICY",
+            "OPENBLAS_THREAD_TIMEOUT", "GOTO_THREAD_TIMEOUT")
 
 
 def probe(code: str = PROBE, **env: str) -> dict:
@@ -30,11 +31,12 @@ def probe(code: str = PROBE, **env: str) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def test_without_a_cpu_limit_openmp_keeps_its_defaults():
+def test_without_a_cpu_limit_openmp_still_waits_passively():
+    # Issue 11: NumPy's and PyTorch's threads share the kernel, so idle workers never spin.
     if _jit._cpu_limit() is not None:
         pytest.skip("this machine's cgroup limits the CPUs")
     seen = probe()
-    assert seen["spin"] is None and seen["policy"] is None
+    assert seen["spin"] is None and seen["policy"] == "PASSIVE"
     assert seen["threads"] == len(os.sched_getaffinity(0))
 
 
@@ -92,3 +94,94 @@ def test_cgroup_quotas_are_read_along_the_path(monkeypatch):
     del files["/sys/fs/cgroup/cpu/kubepods/cpu.cfs_quota_us"]
     monkeypatch.delenv("CPU_LIMIT")
     assert _jit._cpu_limit() is None
+
+
+NOTICE = """
+import sys, types
+if {kernel}:
+    sys.modules["ipykernel"] = types.ModuleType("ipykernel")  # as in a Jupyter kernel
+import numpy as np
+import cnnlib
+x = np.ones((1, 1, 4, 4), np.float32)
+cnnlib.relu_forward(x)
+cnnlib.relu_forward(x.astype(np.float64))
+print("{{}}")
+"""
+
+
+def test_a_notebook_is_told_when_kernels_compile_and_only_then(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in SETTINGS}
+    env["NUMBA_CACHE_DIR"] = str(tmp_path)
+
+    def run(kernel: bool) -> str:
+        return subprocess.run([sys.executable, "-c", NOTICE.format(kernel=kernel)], env=env,
+                              capture_output=True, text=True, check=True).stdout
+
+    notice = "カーネルを一度だけコンパイルしています"
+    assert run(kernel=False).count(notice) == 0  # a script: no message (and the cache fills)
+    env["NUMBA_CACHE_DIR"] = str(tmp_path / "empty")
+    assert run(kernel=True).count(notice) == 1  # two compilations in a row: one line
+    assert run(kernel=True).count(notice) == 0  # loaded from the cache: nothing to say
+
+
+LAYER = """
+import ctypes, json, os
+if {preload}:
+    ctypes.CDLL("libgomp.so.1")  # an OpenMP runtime loaded before cnnlib, as PyTorch's is
+import numpy as np
+import cnnlib, numba
+cnnlib.relu_forward(np.ones((64, 4096), np.float32))  # starts Numba's threads
+print(json.dumps({{"layer": numba.threading_layer()}}))
+"""
+
+
+@pytest.mark.parametrize(("preload", "env", "layer"), [
+    (False, {}, "omp"),  # Numba's OpenMP layer, passive (the threads of cnnlib and PyTorch
+    (True, {}, "workqueue"),  # ... unless OpenMP already runs with its spinning default)
+    (True, {"OMP_WAIT_POLICY": "PASSIVE"}, "omp"),  # the user's policy: OpenMP is shared
+    (True, {"NUMBA_THREADING_LAYER": "omp"}, "omp"),  # the user's choice of layer
+])
+def test_an_openmp_runtime_started_before_cnnlib_is_not_shared(preload, env, layer):
+    pytest.importorskip("threadpoolctl")
+    clean = {k: v for k, v in os.environ.items()
+             if k not in (*SETTINGS, "NUMBA_THREADING_LAYER")}
+    done = subprocess.run([sys.executable, "-c", LAYER.format(preload=preload)],
+                          env={**clean, **env}, capture_output=True, text=True, check=True)
+    assert json.loads(done.stdout.strip().splitlines()[-1])["layer"] == layer
+
+
+OPENBLAS = """
+import json, os, time
+import numpy as np
+
+def idle_cpu_ticks():  # CPU time (1/100 s) of every thread but the main one
+    ticks = 0
+    for tid in os.listdir("/proc/self/task"):
+        if tid != str(os.getpid()):
+            fields = open(f"/proc/self/task/{tid}/stat").read().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks
+
+a = np.random.default_rng(0).random((12544, 200)).astype(np.float32)
+b = np.random.default_rng(1).random((200, 32)).astype(np.float32)
+expected = a.astype(np.float64) @ b
+import cnnlib
+spent = 0
+for _ in range(3):  # after each product, OpenBLAS's idle thread would spin for about 0.1 s
+    got = a @ b
+    start = idle_cpu_ticks()
+    time.sleep(0.3)
+    spent += idle_cpu_ticks() - start
+np.testing.assert_allclose(got, expected, rtol=1e-4)
+print(json.dumps({"ticks": spent, "timeout": os.environ.get("OPENBLAS_THREAD_TIMEOUT")}))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_numpys_openblas_threads_sleep_once_a_product_is_done():
+    pytest.importorskip("threadpoolctl")
+    seen = probe(OPENBLAS)
+    assert seen["timeout"] == "4"
+    assert seen["ticks"] <= 3  # 0.9 s of sleeping: idle threads took at most 0.03 s of CPU
+    kept = probe(OPENBLAS, OPENBLAS_THREAD_TIMEOUT="28")  # the user's setting wins
+    assert kept["timeout"] == "28"

@@ -48,6 +48,48 @@ def test_time_call_is_the_median_of_the_repeats():
         speed.time_call(print, repeat=0)
 
 
+def test_time_interleaved_calls_each_method_in_turn_with_no_pause():
+    calls = []
+    fns = {name: (lambda name=name: calls.append(name)) for name in "abc"}
+    seconds = speed.time_interleaved(fns, rounds=3)
+    assert list(seconds) == ["a", "b", "c"] and all(t >= 0 for t in seconds.values())
+    # one untimed round, then rounds whose order rotates: every method once per round
+    assert calls == list("abc") + list("abc") + list("bca") + list("cab")
+    with pytest.raises(ValueError, match="rounds must be at least 1"):
+        speed.time_interleaved(fns, rounds=0)
+
+
+def test_time_interleaved_tells_a_slow_method_from_a_fast_one():
+    import time
+
+    seconds = speed.time_interleaved({"slow": lambda: time.sleep(0.02), "fast": lambda: None},
+                                     rounds=3)
+    assert seconds["slow"] >= 0.02 > seconds["fast"]
+
+
+def test_compare_times_says_what_this_run_measured():
+    faster = speed.compare_times("cnnlib", 0.001, "NumPy im2col", 0.004)
+    assert "cnnlib が NumPy im2col より 4.0 倍速い" in faster and "1.00 ms 対 4.00 ms" in faster
+    slower = speed.compare_times("Numba serial", 0.02, "NumPy im2col", 0.01)
+    assert "Numba serial は NumPy im2col より遅く、NumPy im2col が 2.0 倍速い" in slower
+    same = speed.compare_times("float32", 0.0100, "float64", 0.0105)
+    assert "ほぼ同じ速さ" in same and "5%" in same
+    with pytest.raises(ValueError, match="positive"):
+        speed.compare_times("a", 0.0, "b", 1.0)
+
+
+def test_compiling_says_so_before_and_reports_a_slow_block(capsys):
+    import time
+
+    with speed.compiling("畳み込み", about=5):
+        pass
+    out = capsys.readouterr().out
+    assert "カーネルを一度だけコンパイルしています（約 5 秒" in out and "→" not in out
+    with speed.compiling("畳み込み", about=5):
+        time.sleep(1.05)
+    assert "→ 1.1 秒（コンパイル込み" in capsys.readouterr().out
+
+
 def test_first_call_of_a_fresh_njit_function_includes_the_compilation():
     from numba import njit
 

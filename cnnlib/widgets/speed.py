@@ -2,6 +2,9 @@
 
 * ``conv_problem``, ``conv_macs``: a convolution's inputs and its multiply-add count.
 * ``time_call``, ``first_and_second_call``: wall-clock timing (median of repeats; JIT vs cached).
+* ``time_interleaved``, ``compare_times``: methods timed in turn, call after call, as a student's
+  calls run in one kernel, and a Japanese sentence that says what this run measured.
+* ``compiling``: says so, with the time it took, when a cell compiles kernels on first use.
 * ``Timing``, ``speed_table``, ``plot_speed``: the comparison table and its log-scale bar chart.
 * ``cache_demo``: a ``cache=True`` function compiled in one process and loaded in the next.
 * ``relative_error``, ``race_errors``, ``plot_race_errors``: the racy-kernel experiment.
@@ -20,7 +23,8 @@ import tempfile
 import textwrap
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
@@ -50,6 +54,8 @@ __all__ = [
     "check_db_kernel",
     "check_float32_rounding",
     "check_safe_prange",
+    "compare_times",
+    "compiling",
     "conv_macs",
     "conv_problem",
     "first_and_second_call",
@@ -62,6 +68,7 @@ __all__ = [
     "relative_error",
     "speed_table",
     "time_call",
+    "time_interleaved",
 ]
 
 # ------------------------------------------------------------------------------ problems, timing
@@ -114,6 +121,63 @@ def first_and_second_call(fn: Callable, *args: object) -> tuple[float, float]:
     start = time.perf_counter()
     fn(*args)
     return first, time.perf_counter() - start
+
+
+def time_interleaved(fns: Mapping[str, Callable[[], object]], rounds: int = 7) -> dict[str, float]:
+    """Median wall time in seconds of each ``fns[name]()``, the calls interleaved.
+
+    Each round calls every function once, one right after the other with no pause (the order
+    rotates from round to round), as a student's calls run in one notebook kernel: each method
+    meets the machine in the state the others leave it in (another library's threads still
+    busy-waiting, caches shared). One untimed round comes first (compilation, first touches).
+    """
+    if rounds < 1:
+        raise ValueError(f"rounds must be at least 1, got {rounds}")
+    names = list(fns)
+    if not names:
+        raise ValueError("time_interleaved needs at least one function")
+    for name in names:
+        fns[name]()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            start = time.perf_counter()
+            fns[name]()
+            times[name].append(time.perf_counter() - start)
+    return {name: float(np.median(t)) for name, t in times.items()}
+
+
+def compare_times(name: str, seconds: float, other: str, other_seconds: float,
+                  same: float = 1.1) -> str:
+    """One Japanese sentence: how much faster ``name`` was than ``other`` in this run.
+
+    Within a factor ``same`` of each other the two count as about as fast (the run-to-run
+    spread of a busy machine is about that size).
+    """
+    if seconds <= 0 or other_seconds <= 0:
+        raise ValueError("times must be positive")
+    ratio = other_seconds / seconds
+    figures = f"（{_ms(seconds)} 対 {_ms(other_seconds)}）"
+    if ratio >= same:
+        return f"この実行では {name} が {other} より {ratio:,.1f} 倍速い{figures}。"
+    if ratio <= 1 / same:
+        return (f"この実行では {name} は {other} より遅く、{other} が {1 / ratio:,.1f} 倍速い"
+                f"{figures}。")
+    return f"この実行では {name} と {other} はほぼ同じ速さ（差は {abs(ratio - 1):.0%}）{figures}。"
+
+
+@contextmanager
+def compiling(what: str, about: float) -> Iterator[None]:
+    """Say before a block that it may compile kernels (about ``about`` s from an empty cache on
+    the course's 2-core machine), and afterwards how long it took when that was over 1 s."""
+    print(f"{what}: 初めての呼び出しなら、カーネルを一度だけコンパイルしています"
+          f"（約 {about:.0f} 秒。キャッシュにあれば一瞬です）…", flush=True)
+    start = time.perf_counter()
+    yield
+    elapsed = time.perf_counter() - start
+    if elapsed > 1:
+        print(f"  → {elapsed:.1f} 秒（コンパイル込み。次からはディスクのキャッシュから"
+              "読み込みます）", flush=True)
 
 
 class Timing(NamedTuple):
