@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import get_num_threads
 
-from ._jit import kernel, prange, serial_kernel
+from ._jit import inline_kernel, kernel, prange, serial_kernel
 from ._loops import _add, _copy, _fill, _gemm, _gemm_dots, _sum
 
 # How it works.
@@ -229,7 +229,7 @@ def _scatter_add(src, idx, dst):
 _RUN = 8  # _gather_runs moves eight values at a time
 
 
-@serial_kernel
+@inline_kernel
 def _move8(src, o, dst, d):
     """dst[d : d + 8] = src[o : o + 8] (o, d unsigned): eight loads, then eight stores, which
     the compiler turns into one vector move."""

@@ -231,9 +231,11 @@ if "ipykernel" in sys.modules:  # a notebook: the student sees the cell's output
 
 kernel = njit(parallel=True, cache=_disk_cache)
 serial_kernel = njit(cache=_disk_cache)
+# Small helpers that must disappear into their caller (Numba inlines them before LLVM sees them).
+inline_kernel = njit(inline="always", cache=_disk_cache)
 # Sums that may be added up in any order (``reassoc``), so that they run in vector pieces, with
 # fused multiply-adds (``contract``); the result differs from a left-to-right sum only in
 # rounding.  Only for kernels whose docstring says they sum in pieces.
 sum_kernel = njit(cache=_disk_cache, fastmath={"reassoc", "contract"})
 
-__all__ = ["kernel", "prange", "serial_kernel", "sum_kernel"]
+__all__ = ["inline_kernel", "kernel", "prange", "serial_kernel", "sum_kernel"]
