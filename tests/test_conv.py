@@ -209,14 +209,16 @@ def test_fast_kernels_match_their_serial_python(stride):
     w2, d3 = w.reshape(F, -1), dout.reshape(N, F, -1)
     args = (*w.shape[2:], *args)  # KH, KW, ...
     blocks = (2, 2)  # blocks of 2 output rows, 2 chunks
-    _fast_forward_kernel(x, w2, b, *args, *blocks, out.reshape(N, F, -1), W_out)
-    _fast_forward_kernel.py_func(x, w2, b, *args, *blocks, out_py.reshape(N, F, -1), W_out)
+    for t in range(2):  # each call fills its chunk
+        _fast_forward_kernel(x, w2, b, *args, *blocks, out.reshape(N, F, -1), W_out, t)
+        _fast_forward_kernel.py_func(x, w2, b, *args, *blocks, out_py.reshape(N, F, -1), W_out, t)
     assert_allclose(out, out_py, rtol=1e-12, atol=1e-12)
     grads = np.empty_like(x), np.empty((2, 3, w[0].size)), np.empty((2, 3))
     grads_py = np.empty_like(x), np.empty((2, 3, w[0].size)), np.empty((2, 3))
     w2t = np.ascontiguousarray(w2.T)
-    _fast_backward_kernel(d3, W_out, x, w2t, *args, True, *grads)
-    _fast_backward_kernel.py_func(d3, W_out, x, w2t, *args, True, *grads_py)
+    for t in range(2):
+        _fast_backward_kernel(d3, W_out, x, w2t, *args, True, *grads, t)
+        _fast_backward_kernel.py_func(d3, W_out, x, w2t, *args, True, *grads_py, t)
     for got, want in zip(grads, grads_py, strict=True):
         assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
@@ -249,10 +251,10 @@ def test_float32_kernels_compute_in_float32():
         (conv2d_forward_kernel, (xp, w, b, 1, 1, 1, 1, np.empty_like(dout))),
         (conv2d_dw_kernel, (dout, xp, 1, 1, 1, 1, np.empty_like(w), np.empty_like(b))),
         (conv2d_dx_kernel, (dout, w, 1, 1, 1, 1, dxp)),
-        (_fast_forward_kernel, (x, w2, b, 3, 3, *hyper, 2, 1, np.empty_like(d3), 5)),
+        (_fast_forward_kernel, (x, w2, b, 3, 3, *hyper, 2, 1, np.empty_like(d3), 5, 0)),
         (_fast_backward_kernel, (d3, 5, x, np.ascontiguousarray(w2.T), 3, 3, *hyper, True,
                                  np.empty_like(x), np.empty((1, 3, 18), np.float32),
-                                 np.empty((1, 3), np.float32))),
+                                 np.empty((1, 3), np.float32), 0)),
         (_gemm, (np.ones((5, 6), np.float32), np.ones((6, 16), np.float32),
                  np.zeros((5, 16), np.float32))),
         (_gemm_dots, (np.ones((4, 20), np.float32), 10, flat, np.arange(4),
