@@ -112,6 +112,9 @@ def conv2d_forward(
     """
     method = check_method(method)
     x, w, b = as_float_arrays(x=x, w=w, b=b)
+    # A read-only array (a widget's image, np.broadcast_to) is another type to Numba: one more
+    # compilation of each kernel, seconds from a cold cache. A copy costs microseconds.
+    x, w, b = (a if a.flags.writeable else a.copy() for a in (x, w, b))
     dtype = x.dtype
     check_ndim(x, 4, "x", "(N, C, H, W)")
     check_ndim(w, 4, "w", "(F, C, KH, KW)")

@@ -43,6 +43,8 @@ def _pool_args(
 ) -> tuple[np.ndarray, tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, ...]]:
     """Checked (x, kernel_size, stride, padding, output shape) shared by both poolings."""
     x = as_float_array(x, "x")
+    if not x.flags.writeable:  # a read-only array would compile every kernel once more
+        x = x.copy()
     check_ndim(x, 4, "x", "(N, C, H, W)")
     KH, KW = as_pair(kernel_size, "kernel_size", minimum=1)
     sh, sw = (KH, KW) if stride is None else as_pair(stride, "stride", minimum=1)

@@ -406,3 +406,39 @@ def test_backward_rejects_bad_dout_and_cache(method):
     with pytest.raises(TypeError, match="needs the cache returned by conv2d_forward, got tuple"):
         conv2d_backward(out, tuple(cache))
     assert isinstance(cache, Conv2dCache)
+
+
+def test_read_only_input_compiles_no_second_kernel():
+    """A read-only x (a widget's cached image) is another Numba type: it is copied instead."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((1, 2, 6, 6)).astype(np.float32)
+    w, b = rng.standard_normal((2, 2, 3, 3)).astype(np.float32), np.zeros(2, np.float32)
+    want, _ = conv2d_forward(x, w, b)
+    before = len(_fast_forward_kernel.signatures)
+    x.setflags(write=False)
+    w.setflags(write=False)
+    got, cache = conv2d_forward(x, w, b)
+    conv2d_backward(np.ones_like(got), cache)
+    assert len(_fast_forward_kernel.signatures) == before
+    assert all(sig[2].mutable for sig in _fast_backward_kernel.signatures)
+    assert_array_equal(got, want)
+
+
+def test_in_chunks_runs_every_chunk_once_and_the_others_on_worker_threads():
+    import threading
+
+    from cnnlib._conv_fast import _in_chunks
+
+    seen = []
+
+    def record(tag, t):
+        seen.append((tag, t, threading.get_ident()))
+
+    _in_chunks(record, 3, "a")
+    assert sorted(t for _, t, _ in seen) == [0, 1, 2]
+    by_chunk = {t: ident for _, t, ident in seen}
+    assert by_chunk[0] == threading.get_ident()
+    assert by_chunk[1] != threading.get_ident() and by_chunk[2] != threading.get_ident()
+    seen.clear()
+    _in_chunks(record, 1, "b")
+    assert seen == [("b", 0, threading.get_ident())]

@@ -351,3 +351,14 @@ def test_cache_contents():
     assert cache.argmax.shape == (2, 3, 2, 2)
     _, cache = avg_pool2d_forward(x, 3, stride=(1, 2), padding=1)
     assert cache == AvgPool2dCache((2, 3, 5, 4), np.float32, (2, 3, 5, 2), (3, 3), (1, 2), (1, 1))
+
+
+def test_read_only_input_compiles_no_second_kernel():
+    """A read-only x (a widget's cached image) is another Numba type: it is copied instead."""
+    x = np.random.default_rng(5).standard_normal((1, 2, 4, 4)).astype(np.float32)
+    want, _ = max_pool2d_forward(x, 2)
+    before = len(_max_pool2d_2x2_kernel.signatures)
+    x.setflags(write=False)
+    got, _ = max_pool2d_forward(x, 2)
+    assert len(_max_pool2d_2x2_kernel.signatures) == before
+    assert_array_equal(got, want)
