@@ -7,16 +7,11 @@ in ``conv.py`` are the lecture's formula; this module is only about speed.
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
-
-import numba
 import numpy as np
-from numba import get_num_threads, njit
+from numba import get_num_threads
 
-from . import _jit
 from ._jit import inline_kernel, serial_kernel
-from ._loops import _add, _copy, _fill, _gemm, _gemm_dots, _sum
+from ._loops import _add, _copy, _fill, _gemm, _gemm_dots, _in_chunks, _sum, chunk_kernel
 
 # How it works.
 #
@@ -35,42 +30,13 @@ from ._loops import _add, _copy, _fill, _gemm, _gemm_dots, _sum
 # for dx becomes one shifted, contiguous add per tap.
 #
 # Threads. The two kernels below are ordinary (serial) Numba functions that do one chunk of the
-# work, t of T, and release the GIL (nogil); _in_chunks runs chunk 0 in the calling thread and
-# the others on a small pool of Python threads, which sleep while idle. The same loops inside
-# an ``njit(parallel=True)`` prange compiled in 5.5 s (forward) and 7.0 s (backward) per dtype
-# on a 2-core machine, of which about 3 and 5 s were Numba's parallel machinery (the prange
-# body is compiled and optimised again as a separate function); as serial functions they
-# compile in about 2.5 and 2 s, in every notebook that uses a convolution (issue 11, cold start).
-# They use as many threads as Numba would (``numba.get_num_threads()``, so
-# ``numba.set_num_threads(1)`` makes them serial too).
+# work, t of T, and release the GIL (``chunk_kernel``); ``_loops._in_chunks`` runs chunk 0 in
+# the calling thread and the others on a small pool of Python threads, which sleep while idle.
+# The same loops inside an ``njit(parallel=True)`` prange compiled in 5.5 s (forward) and 7.0 s
+# (backward) per dtype on a 2-core machine, most of it Numba's parallel machinery (the prange
+# body is compiled and optimised again as a function of its own); as serial functions they
+# compile in 3.3 and 3.1 s (issue 11: every notebook with a convolution compiles them cold).
 
-# A serial kernel that releases the GIL, so that several Python threads run it at once.
-chunk_kernel = njit(nogil=True, cache=_jit._disk_cache)
-_pool: ThreadPoolExecutor | None = None
-_workers = 0  # threads of _pool
-
-
-def _in_chunks(kern, T, *args):
-    """kern(*args, t) for every chunk t < T: chunk 0 here, the others on the worker threads."""
-    global _pool, _workers
-    if T - 1 > _workers:
-        _workers = max(T, numba.config.NUMBA_NUM_THREADS) - 1
-        _pool = ThreadPoolExecutor(_workers, thread_name_prefix="cnnlib-conv")
-    futures = [_pool.submit(kern, *args, t) for t in range(1, T)]
-    try:
-        kern(*args, 0)
-    finally:
-        for future in futures:
-            future.result()
-
-
-def _forget_pool():
-    global _pool, _workers
-    _pool, _workers = None, 0  # a forked child has no worker threads: start new ones when needed
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_pool)
 
 
 def forward(x, w, b, stride, padding, dilation, out):

@@ -1,12 +1,56 @@
 """Small Numba loops shared by the fast kernels: copies, fills, matrix products, sums.
 
 They work on 1-D views or (rows, columns) matrices and compile to vector code; no BLAS, so that
-only Numba's threads run.
+only cnnlib's threads run. And ``_in_chunks``, which runs a kernel's chunks on several threads.
 """
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
+import numba
+from numba import njit
+
+from . import _jit
 from ._jit import serial_kernel, sum_kernel
+
+# Threads without Numba's parallel compiler. ``njit(parallel=True)`` costs 0.4 s of compilation
+# for the smallest prange loop and several seconds for a big loop nest (issue 11: a cold start on
+# Colab compiles every kernel a notebook uses). The fast kernels of _conv_fast.py and
+# _norm_fast.py are therefore serial functions that do chunk t of T of the work and release the
+# GIL (``chunk_kernel``); ``_in_chunks`` runs the chunks on a small pool of Python threads whose
+# idle workers sleep (they do not spin, see _jit.py). As many chunks as Numba would use threads
+# (``numba.get_num_threads()``, so ``numba.set_num_threads(1)`` makes them serial too).
+
+chunk_kernel = njit(nogil=True, cache=_jit._disk_cache)
+
+_pool: ThreadPoolExecutor | None = None
+_workers = 0  # threads of _pool
+
+
+def _in_chunks(kern, T, *args):
+    """kern(*args, t) for every chunk t < T: chunk 0 here, the others on the worker threads."""
+    global _pool, _workers
+    if T - 1 > _workers:
+        _workers = max(T, numba.config.NUMBA_NUM_THREADS) - 1
+        _pool = ThreadPoolExecutor(_workers, thread_name_prefix="cnnlib")
+    futures = [_pool.submit(kern, *args, t) for t in range(1, T)]
+    try:
+        kern(*args, 0)
+    finally:
+        for future in futures:
+            future.result()
+
+
+def _forget_pool():
+    global _pool, _workers
+    _pool, _workers = None, 0  # a forked child has no worker threads: start new ones when needed
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
 
 # Small loops over 1-D views: indexing a view with the loop variable alone lets the compiler
 # emit vector code (an index such as xp[o + s] needs a negative-index check that prevents it).

@@ -6,14 +6,35 @@ unless ``method="readable"``; the tests check both give the same numbers.
 from __future__ import annotations
 
 import numpy as np
+from numba import get_num_threads
 
-from ._jit import kernel, prange
+from ._loops import _in_chunks, chunk_kernel
+
+# The channels are split into one chunk per thread (``_loops._in_chunks``; serial functions
+# compile in a fraction of the time a prange loop takes, issue 11); small arrays in one chunk.
+_PER_THREAD = 16384  # values: fewer per thread, and waking a thread costs more than it saves
 
 
-@kernel
+def _chunks(x) -> int:
+    return max(1, min(x.shape[1], get_num_threads(), x.size // _PER_THREAD))
+
+
 def batch_norm_forward_kernel(x, gamma, beta, eps, out, mean, var, rstd):
+    """Fill out (N, C, H, W) and the per-channel mean, var, rstd: ``_forward_channels``."""
+    T = _chunks(x)
+    _in_chunks(_forward_channels, T, x, gamma, beta, eps, out, mean, var, rstd, T)
+
+
+def batch_norm_backward_kernel(dout, x, mean, rstd, gamma, dx, dgamma, dbeta):
+    """Fill dx, dgamma and dbeta: ``_backward_channels``."""
+    T = _chunks(x)
+    _in_chunks(_backward_channels, T, dout, x, mean, rstd, gamma, dx, dgamma, dbeta, T)
+
+
+@chunk_kernel
+def _forward_channels(x, gamma, beta, eps, out, mean, var, rstd, T, t):
     """``batch_norm_stats_kernel`` and ``batch_norm_apply_kernel`` in one pass per channel,
-    arranged so that the loops vectorise.
+    arranged so that the loops vectorise; the channels t·C/T up to (t + 1)·C/T.
 
     A float64 running sum is one long chain of dependent additions, which the compiler may not
     reorder (no fastmath). Here each pixel position p of the H·W plane gets its own float64
@@ -25,7 +46,7 @@ def batch_norm_forward_kernel(x, gamma, beta, eps, out, mean, var, rstd):
     P = H * W
     count = N * P
     x3, out3 = x.reshape(N, C, P), out.reshape(N, C, P)  # each plane x[n, c] is contiguous
-    for c in prange(C):  # each iteration owns out[:, c], mean[c], var[c] and rstd[c]
+    for c in range(t * C // T, (t + 1) * C // T):  # chunk t owns out[:, c], mean[c], ...
         sums = np.zeros(P)  # float64
         for n in range(N):
             for p in range(P):
@@ -46,15 +67,15 @@ def batch_norm_forward_kernel(x, gamma, beta, eps, out, mean, var, rstd):
                 out3[n, c, p] = g * ((x3[n, c, p] - mu_c) * r) + b
 
 
-@kernel
-def batch_norm_backward_kernel(dout, x, mean, rstd, gamma, dx, dgamma, dbeta):
-    """``batch_norm_backward_kernel`` with one float64 partial sum per pixel position, so the
-    sums vectorise (see ``batch_norm_forward_kernel``). Same formulas."""
+@chunk_kernel
+def _backward_channels(dout, x, mean, rstd, gamma, dx, dgamma, dbeta, T, t):
+    """``norm.batch_norm_backward_kernel`` with one float64 partial sum per pixel position, so
+    the sums vectorise (see ``_forward_channels``); the channels t·C/T up to (t + 1)·C/T."""
     N, C, H, W = x.shape
     P = H * W
     count = N * P
     x3, dout3, dx3 = x.reshape(N, C, P), dout.reshape(N, C, P), dx.reshape(N, C, P)
-    for c in prange(C):  # each iteration owns dx[:, c], dgamma[c] and dbeta[c]
+    for c in range(t * C // T, (t + 1) * C // T):  # chunk t owns dx[:, c], dgamma[c], dbeta[c]
         mu, r = mean[c], rstd[c]
         sums_dout = np.zeros(P)  # float64
         sums_dout_x_hat = np.zeros(P)

@@ -190,7 +190,9 @@ def test_batch_norm_kernels_match_serial_py_func(dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("shape", [(3, 4, 2, 5), (1, 2, 1, 3), (5, 3, 1, 1), (4, 2, 9, 7)])
+@pytest.mark.parametrize(  # the last shape is large enough for two threads
+    "shape", [(3, 4, 2, 5), (1, 2, 1, 3), (5, 3, 1, 1), (4, 2, 9, 7), (8, 5, 32, 32)]
+)
 def test_fast_batch_norm_kernels_match_the_readable_ones(shape, dtype):
     """The public functions run the fast kernels (per-position partial sums); the readable
     kernels are what the notebook shows. Same numbers up to the summation order."""
