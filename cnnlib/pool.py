@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
+from numba import get_num_threads
 
 from ._check import (
     as_float_array,
@@ -27,6 +28,7 @@ from ._check import (
     check_pool_padding,
 )
 from ._jit import kernel, prange, serial_kernel
+from ._loops import _in_chunks, chunk_kernel
 
 __all__ = [
     "AvgPool2dCache",
@@ -137,16 +139,32 @@ def max_pool2d_kernel(x, KH, KW, sh, sw, ph, pw, out, argmax):
                 argmax[n, c, i, j] = best_at
 
 
-@kernel
+# The 2×2 twins run planes (n, c) in one chunk per thread on the thread pool of _loops.py:
+# serial functions compile several times faster than a prange loop (issue 11, cold start).
+_PER_THREAD = 16384  # values of x: fewer per thread, and waking a thread costs more than it saves
+
+
+def _plane_chunks(x: np.ndarray) -> int:
+    return max(1, min(x.shape[0] * x.shape[1], get_num_threads(), x.size // _PER_THREAD))
+
+
 def _max_pool2d_2x2_kernel(x, out, argmax):
-    """``max_pool2d_kernel`` for 2×2 windows with stride 2 and no padding, written out.
+    """``max_pool2d_kernel`` for 2×2 windows with stride 2 and no padding: ``_max_2x2_planes``."""
+    T = _plane_chunks(x)
+    _in_chunks(_max_2x2_planes, T, x, out, argmax, T)
+
+
+@chunk_kernel
+def _max_2x2_planes(x, out, argmax, T, t):
+    """``max_pool2d_kernel`` for 2×2 windows with stride 2 and no padding, written out, on the
+    planes (n, c) of chunk t of T.
 
     The loops over the window (m, q) are unrolled and no window can reach the padding, which
     makes this about ten times faster than the general kernel; the tests check both agree.
     """
     N, C, W = x.shape[0], x.shape[1], x.shape[3]
     H_out, W_out = out.shape[2], out.shape[3]
-    for nc in prange(N * C):  # each iteration owns the plane (n, c) of out and argmax
+    for nc in range(t * N * C // T, (t + 1) * N * C // T):  # chunk t owns these planes
         n, c = nc // C, nc % C
         for i in range(H_out):
             for j in range(W_out):
@@ -210,15 +228,23 @@ def max_pool2d_backward_kernel(dout, argmax, dx):
                 dx[n, c, at // W, at % W] += dout[n, c, i, j]
 
 
-@kernel
 def _max_pool2d_2x2_backward_kernel(dout, argmax, dx):
-    """``max_pool2d_backward_kernel`` for 2×2 windows, stride 2, no padding. The windows do not
-    overlap, so each pair of rows is zeroed and then gets one value per window, without the
-    division ``at // W`` (row 2i or 2i + 1 follows from comparing ``at`` with (2i + 1)·W)."""
+    """``max_pool2d_backward_kernel`` for 2×2 windows, stride 2, no padding:
+    ``_max_2x2_backward_planes``."""
+    T = _plane_chunks(dx)
+    _in_chunks(_max_2x2_backward_planes, T, dout, argmax, dx, T)
+
+
+@chunk_kernel
+def _max_2x2_backward_planes(dout, argmax, dx, T, t):
+    """``max_pool2d_backward_kernel`` for 2×2 windows, stride 2, no padding, on the planes of
+    chunk t of T. The windows do not overlap, so each pair of rows is zeroed and then gets one
+    value per window, without the division ``at // W`` (row 2i or 2i + 1 follows from comparing
+    ``at`` with (2i + 1)·W)."""
     N, C, H_out, W_out = dout.shape
     H, W = dx.shape[2], dx.shape[3]
     zero = dx.dtype.type(0)
-    for nc in prange(N * C):  # each iteration owns the plane dx[n, c]
+    for nc in range(t * N * C // T, (t + 1) * N * C // T):  # chunk t owns these planes dx[n, c]
         n, c = nc // C, nc % C
         for i in range(H_out):
             for h in range(2 * i, 2 * i + 2):

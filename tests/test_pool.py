@@ -9,6 +9,8 @@ from cnnlib.gradcheck import check_gradients
 from cnnlib.pool import (
     AvgPool2dCache,
     MaxPool2dCache,
+    _max_2x2_backward_planes,
+    _max_2x2_planes,
     _max_pool2d_2x2_backward_kernel,
     _max_pool2d_2x2_kernel,
     avg_pool2d_backward,
@@ -220,7 +222,9 @@ def test_parallel_kernels_match_serial_py_func(dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("shape", [(3, 2, 8, 6), (2, 3, 7, 9), (1, 1, 2, 2), (2, 1, 5, 3)])
+@pytest.mark.parametrize(  # the last shape is large enough for two threads
+    "shape", [(3, 2, 8, 6), (2, 3, 7, 9), (1, 1, 2, 2), (2, 1, 5, 3), (4, 4, 33, 64)]
+)
 def test_unrolled_2x2_kernels_match_the_general_ones(shape, dtype):
     """The fast path (2×2, stride 2, no padding) gives the general kernels' numbers, also for
     odd sizes (the last row/column is dropped), ties, NaN, ±inf and inf − inf windows."""
@@ -265,8 +269,8 @@ def test_float32_kernels_compute_in_float32():
     cases = [
         (max_pool2d_kernel, (x, *hyper, out, argmax)),
         (max_pool2d_backward_kernel, (out, argmax, x.copy())),
-        (_max_pool2d_2x2_kernel, (x, out, argmax)),
-        (_max_pool2d_2x2_backward_kernel, (out, argmax, x.copy())),
+        (_max_2x2_planes, (x, out, argmax, 1, 0)),
+        (_max_2x2_backward_planes, (out, argmax, x.copy(), 1, 0)),
         (avg_pool2d_kernel, (x, *hyper, np.float32(4), out)),
         (avg_pool2d_backward_kernel, (out, *hyper, np.float32(4), x.copy())),
     ]
@@ -357,8 +361,8 @@ def test_read_only_input_compiles_no_second_kernel():
     """A read-only x (a widget's cached image) is another Numba type: it is copied instead."""
     x = np.random.default_rng(5).standard_normal((1, 2, 4, 4)).astype(np.float32)
     want, _ = max_pool2d_forward(x, 2)
-    before = len(_max_pool2d_2x2_kernel.signatures)
+    before = len(_max_2x2_planes.signatures)
     x.setflags(write=False)
     got, _ = max_pool2d_forward(x, 2)
-    assert len(_max_pool2d_2x2_kernel.signatures) == before
+    assert len(_max_2x2_planes.signatures) == before
     assert_array_equal(got, want)
