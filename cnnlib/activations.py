@@ -6,6 +6,9 @@ of the same shape and float dtype; ``<name>_backward(dout, cache)`` returns
 
 Each function has one Numba kernel pair working on a flattened view of the arrays; they are
 already the formula's loop, so ``method="fast"`` and ``method="readable"`` run the same kernels.
+A large array is cut into one piece per thread, and the pieces run at the same time on
+``_loops``' thread pool (the kernels release the GIL): plain loops compile in about a third of
+the time a ``prange`` loop takes (issue 11, a cold start compiles every kernel a notebook uses).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import math
 from typing import NamedTuple
 
 import numpy as np
+from numba import get_num_threads
 
 from ._check import (
     as_float_array,
@@ -23,7 +27,9 @@ from ._check import (
     check_dout,
     check_method,
 )
-from ._jit import kernel, prange
+from ._loops import _in_chunks, chunk_kernel
+
+_PER_THREAD = 32768  # values: a smaller array runs in one piece (waking a thread costs more)
 
 
 def _run(elementwise_kernel, first: np.ndarray, *rest) -> np.ndarray:
@@ -32,9 +38,19 @@ def _run(elementwise_kernel, first: np.ndarray, *rest) -> np.ndarray:
     ``rest`` holds further arrays (flattened the same way) and typed scalars such as ``alpha``.
     """
     result = np.empty(first.shape, first.dtype)  # C order, so reshape(-1) is a view
-    flat_rest = [a.reshape(-1) if isinstance(a, np.ndarray) else a for a in rest]
-    elementwise_kernel(first.reshape(-1), *flat_rest, result.reshape(-1))
+    flat = [a.reshape(-1) if isinstance(a, np.ndarray) else a for a in (first, *rest, result)]
+    T = max(1, min(get_num_threads(), first.size // _PER_THREAD))
+    if T == 1:
+        elementwise_kernel(*flat)
+    else:
+        _in_chunks(_piece, T, elementwise_kernel, flat, T)
     return result
+
+
+def _piece(elementwise_kernel, flat: list, T: int, t: int) -> None:
+    """Piece t of T: the kernel on the values t·size/T up to (t + 1)·size/T of every array."""
+    lo, hi = t * flat[0].size // T, (t + 1) * flat[0].size // T
+    elementwise_kernel(*[a[lo:hi] if isinstance(a, np.ndarray) else a for a in flat])
 
 
 def _check_backward(dout: object, cache: tuple, cache_type: type, layer: str) -> np.ndarray:
@@ -62,10 +78,10 @@ def relu_forward(x: object, *, method: str = "fast") -> tuple[np.ndarray, ReLUCa
     return _run(relu_forward_kernel, x), ReLUCache(x)
 
 
-@kernel
+@chunk_kernel
 def relu_forward_kernel(x, out):
     zero = x.dtype.type(0)
-    for k in prange(x.size):  # iteration k writes out[k] only
+    for k in range(x.size):  # iteration k writes out[k] only
         out[k] = zero if x[k] <= zero else x[k]
 
 
@@ -78,10 +94,10 @@ def relu_backward(dout: object, cache: ReLUCache) -> np.ndarray:
     return _run(relu_backward_kernel, dout, cache.x)
 
 
-@kernel
+@chunk_kernel
 def relu_backward_kernel(dout, x, dx):
     zero = x.dtype.type(0)
-    for k in prange(x.size):  # iteration k writes dx[k] only
+    for k in range(x.size):  # iteration k writes dx[k] only
         dx[k] = zero if x[k] <= zero else dout[k]
 
 
@@ -108,10 +124,10 @@ def leaky_relu_forward(x: object, alpha: float = 0.01, *,
     return _run(leaky_relu_forward_kernel, x, alpha), LeakyReLUCache(x, alpha)
 
 
-@kernel
+@chunk_kernel
 def leaky_relu_forward_kernel(x, alpha, out):
     zero = x.dtype.type(0)
-    for k in prange(x.size):  # iteration k writes out[k] only
+    for k in range(x.size):  # iteration k writes out[k] only
         out[k] = x[k] if x[k] > zero else alpha * x[k]
 
 
@@ -121,10 +137,10 @@ def leaky_relu_backward(dout: object, cache: LeakyReLUCache) -> np.ndarray:
     return _run(leaky_relu_backward_kernel, dout, cache.x, cache.alpha)
 
 
-@kernel
+@chunk_kernel
 def leaky_relu_backward_kernel(dout, x, alpha, dx):
     zero = x.dtype.type(0)
-    for k in prange(x.size):  # iteration k writes dx[k] only
+    for k in range(x.size):  # iteration k writes dx[k] only
         dx[k] = dout[k] if x[k] > zero else alpha * dout[k]
 
 
@@ -149,10 +165,10 @@ def elu_forward(x: object, alpha: float = 1.0, *,
     return _run(elu_forward_kernel, x, alpha), ELUCache(x, alpha)
 
 
-@kernel
+@chunk_kernel
 def elu_forward_kernel(x, alpha, out):
     zero = x.dtype.type(0)
-    for k in prange(x.size):  # iteration k writes out[k] only
+    for k in range(x.size):  # iteration k writes out[k] only
         out[k] = x[k] if x[k] > zero else alpha * math.expm1(x[k])  # expm1(x) = exp(x) − 1
 
 
@@ -162,10 +178,10 @@ def elu_backward(dout: object, cache: ELUCache) -> np.ndarray:
     return _run(elu_backward_kernel, dout, cache.x, cache.alpha)
 
 
-@kernel
+@chunk_kernel
 def elu_backward_kernel(dout, x, alpha, dx):
     zero = x.dtype.type(0)
-    for k in prange(x.size):  # iteration k writes dx[k] only
+    for k in range(x.size):  # iteration k writes dx[k] only
         dx[k] = dout[k] if x[k] > zero else alpha * math.exp(x[k]) * dout[k]
 
 
@@ -187,12 +203,12 @@ def gelu_forward(x: object, *, method: str = "fast") -> tuple[np.ndarray, GELUCa
     return _run(gelu_forward_kernel, x), GELUCache(x)
 
 
-@kernel
+@chunk_kernel
 def gelu_forward_kernel(x, out):
     half = x.dtype.type(0.5)
     one = x.dtype.type(1)
     inv_sqrt2 = x.dtype.type(1 / math.sqrt(2))
-    for k in prange(x.size):  # iteration k writes out[k] only
+    for k in range(x.size):  # iteration k writes out[k] only
         out[k] = x[k] * half * (one + math.erf(x[k] * inv_sqrt2))
 
 
@@ -202,13 +218,13 @@ def gelu_backward(dout: object, cache: GELUCache) -> np.ndarray:
     return _run(gelu_backward_kernel, dout, cache.x)
 
 
-@kernel
+@chunk_kernel
 def gelu_backward_kernel(dout, x, dx):
     half = x.dtype.type(0.5)
     one = x.dtype.type(1)
     inv_sqrt2 = x.dtype.type(1 / math.sqrt(2))
     inv_sqrt2pi = x.dtype.type(1 / math.sqrt(2 * math.pi))
-    for k in prange(x.size):  # iteration k writes dx[k] only
+    for k in range(x.size):  # iteration k writes dx[k] only
         cdf = half * (one + math.erf(x[k] * inv_sqrt2))
         pdf = inv_sqrt2pi * math.exp(-half * x[k] * x[k])
         dx[k] = (cdf + x[k] * pdf) * dout[k]
@@ -234,11 +250,11 @@ def sigmoid_forward(x: object, *, method: str = "fast") -> tuple[np.ndarray, Sig
     return out, SigmoidCache(out)
 
 
-@kernel
+@chunk_kernel
 def sigmoid_forward_kernel(x, out):
     zero = x.dtype.type(0)
     one = x.dtype.type(1)
-    for k in prange(x.size):  # iteration k writes out[k] only
+    for k in range(x.size):  # iteration k writes out[k] only
         if x[k] >= zero:
             out[k] = one / (one + math.exp(-x[k]))
         else:
@@ -252,10 +268,10 @@ def sigmoid_backward(dout: object, cache: SigmoidCache) -> np.ndarray:
     return _run(sigmoid_backward_kernel, dout, cache.out)
 
 
-@kernel
+@chunk_kernel
 def sigmoid_backward_kernel(dout, out, dx):
     one = out.dtype.type(1)
-    for k in prange(out.size):  # iteration k writes dx[k] only
+    for k in range(out.size):  # iteration k writes dx[k] only
         dx[k] = out[k] * (one - out[k]) * dout[k]
 
 
@@ -275,9 +291,9 @@ def tanh_forward(x: object, *, method: str = "fast") -> tuple[np.ndarray, TanhCa
     return out, TanhCache(out)
 
 
-@kernel
+@chunk_kernel
 def tanh_forward_kernel(x, out):
-    for k in prange(x.size):  # iteration k writes out[k] only
+    for k in range(x.size):  # iteration k writes out[k] only
         out[k] = math.tanh(x[k])
 
 
@@ -287,8 +303,8 @@ def tanh_backward(dout: object, cache: TanhCache) -> np.ndarray:
     return _run(tanh_backward_kernel, dout, cache.out)
 
 
-@kernel
+@chunk_kernel
 def tanh_backward_kernel(dout, out, dx):
     one = out.dtype.type(1)
-    for k in prange(out.size):  # iteration k writes dx[k] only
+    for k in range(out.size):  # iteration k writes dx[k] only
         dx[k] = (one - out[k] * out[k]) * dout[k]

@@ -270,3 +270,20 @@ def test_bad_alpha_is_rejected():
     for alpha in (0, -1.0):
         with pytest.raises(ValueError, match="alpha must be a finite number > 0"):
             A.elu_forward(x, alpha=alpha)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_large_array_runs_in_pieces_with_the_same_numbers(name):
+    """Arrays above _PER_THREAD values per thread are cut into pieces run on worker threads."""
+    rng = np.random.default_rng(6)
+    size = 2 * A._PER_THREAD + 1001  # two pieces when Numba has two threads; odd on purpose
+    x, dout = 3 * rng.standard_normal((2, size))
+    forward, backward = pair(name)
+    hyper = {"alpha": 0.5} if name in ("leaky_relu", "elu") else {}
+    out, cache = forward(x, **hyper)
+    dx = backward(dout, cache)
+    saved = out if name in ("sigmoid", "tanh") else x  # what the backward kernel reads
+    for kern, inputs, got in zip(kernels(name), [(x,), (dout, saved)], [out, dx], strict=True):
+        whole = np.empty_like(x)
+        kern(*kernel_args(name, x.dtype, *inputs), whole)  # one call on the whole array
+        assert_allclose(got, whole, rtol=1e-13, atol=1e-15)
