@@ -8,9 +8,8 @@ in ``conv.py`` are the lecture's formula; this module is only about speed.
 from __future__ import annotations
 
 import numpy as np
-from numba import get_num_threads
 
-from ._jit import inline_kernel, serial_kernel
+from ._jit import inline_kernel, numba, serial_kernel
 from ._loops import _add, _copy, _fill, _gemm, _gemm_dots, _in_chunks, _sum, chunk_kernel
 
 # How it works.
@@ -48,7 +47,7 @@ def forward(x, w, b, stride, padding, dilation, out):
     # blocks of output rows whose im2col matrix fits in a core's cache (~256 kB)
     rows = min(H_out, max(1, 2**18 // max(1, C * KH * KW * W_out * x.itemsize)))
     items = N * -(-H_out // rows)
-    chunks = min(items, get_num_threads())  # the items are split into one chunk per thread
+    chunks = min(items, numba.get_num_threads())  # the items are split into one chunk per thread
     _in_chunks(
         _fast_forward_kernel, chunks, x, w.reshape(F, -1), b, KH, KW, sh, sw, ph, pw, dil_h,
         dil_w, rows, chunks, out.reshape(N, F, H_out * W_out), W_out,
@@ -59,7 +58,7 @@ def backward(dout, x, w, stride, padding, dilation, need_dx):
     """``(dx or None, dw, db)`` of the convolution for ``dout`` (N, F, H_out, W_out)."""
     (sh, sw), (ph, pw), (dil_h, dil_w) = stride, padding, dilation
     N, F, H_out, W_out = dout.shape
-    chunks = min(N, get_num_threads())  # the samples are split into one chunk per thread
+    chunks = min(N, numba.get_num_threads())  # the samples are split into one chunk per thread
     dx = np.empty_like(x) if need_dx else np.empty((0, *x.shape[1:]), x.dtype)
     dw_parts = np.empty((chunks, F, w[0].size), x.dtype)  # one partial sum per chunk
     db_parts = np.empty((chunks, F), x.dtype)

@@ -9,11 +9,8 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 
-import numba
-from numba import njit
-
 from . import _jit
-from ._jit import serial_kernel, sum_kernel
+from ._jit import numba, serial_kernel, sum_kernel  # numba as _jit loads it, after its settings
 
 # Threads without Numba's parallel compiler. ``njit(parallel=True)`` costs 0.4 s of compilation
 # for the smallest prange loop and several seconds for a big loop nest (issue 11: a cold start on
@@ -23,10 +20,15 @@ from ._jit import serial_kernel, sum_kernel
 # idle workers sleep (they do not spin, see _jit.py). As many chunks as Numba would use threads
 # (``numba.get_num_threads()``, so ``numba.set_num_threads(1)`` makes them serial too).
 
-chunk_kernel = njit(nogil=True, cache=_jit._disk_cache)
+chunk_kernel = numba.njit(nogil=True, cache=_jit._disk_cache)
 
 _pool: ThreadPoolExecutor | None = None
 _workers = 0  # threads of _pool
+
+
+def _chunks(items: int, size: int, per_thread: int) -> int:
+    """How many chunks: one per thread (at most ``items``), each with ≥ per_thread of ``size``."""
+    return max(1, min(items, numba.get_num_threads(), size // per_thread))
 
 
 def _in_chunks(kern, T, *args):

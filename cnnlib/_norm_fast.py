@@ -6,28 +6,27 @@ unless ``method="readable"``; the tests check both give the same numbers.
 from __future__ import annotations
 
 import numpy as np
-from numba import get_num_threads
 
-from ._loops import _in_chunks, chunk_kernel
+from ._loops import _chunks, _in_chunks, chunk_kernel
 
 # The channels are split into one chunk per thread (``_loops._in_chunks``; serial functions
 # compile in a fraction of the time a prange loop takes, issue 11); small arrays in one chunk.
 _PER_THREAD = 16384  # values: fewer per thread, and waking a thread costs more than it saves
 
 
-def _chunks(x) -> int:
-    return max(1, min(x.shape[1], get_num_threads(), x.size // _PER_THREAD))
+def _channel_chunks(x) -> int:
+    return _chunks(x.shape[1], x.size, _PER_THREAD)
 
 
 def batch_norm_forward_kernel(x, gamma, beta, eps, out, mean, var, rstd):
     """Fill out (N, C, H, W) and the per-channel mean, var, rstd: ``_forward_channels``."""
-    T = _chunks(x)
+    T = _channel_chunks(x)
     _in_chunks(_forward_channels, T, x, gamma, beta, eps, out, mean, var, rstd, T)
 
 
 def batch_norm_backward_kernel(dout, x, mean, rstd, gamma, dx, dgamma, dbeta):
     """Fill dx, dgamma and dbeta: ``_backward_channels``."""
-    T = _chunks(x)
+    T = _channel_chunks(x)
     _in_chunks(_backward_channels, T, dout, x, mean, rstd, gamma, dx, dgamma, dbeta, T)
 
 

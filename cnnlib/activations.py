@@ -17,7 +17,6 @@ import math
 from typing import NamedTuple
 
 import numpy as np
-from numba import get_num_threads
 
 from ._check import (
     as_float_array,
@@ -27,7 +26,7 @@ from ._check import (
     check_dout,
     check_method,
 )
-from ._loops import _in_chunks, chunk_kernel
+from ._loops import _chunks, _in_chunks, chunk_kernel
 
 _PER_THREAD = 32768  # values: a smaller array runs in one piece (waking a thread costs more)
 
@@ -39,7 +38,7 @@ def _run(elementwise_kernel, first: np.ndarray, *rest) -> np.ndarray:
     """
     result = np.empty(first.shape, first.dtype)  # C order, so reshape(-1) is a view
     flat = [a.reshape(-1) if isinstance(a, np.ndarray) else a for a in (first, *rest, result)]
-    T = max(1, min(get_num_threads(), first.size // _PER_THREAD))
+    T = _chunks(first.size, first.size, _PER_THREAD)
     if T == 1:
         elementwise_kernel(*flat)
     else:

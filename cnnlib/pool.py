@@ -16,7 +16,6 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import get_num_threads
 
 from ._check import (
     as_float_array,
@@ -28,7 +27,7 @@ from ._check import (
     check_pool_padding,
 )
 from ._jit import kernel, prange, serial_kernel
-from ._loops import _in_chunks, chunk_kernel
+from ._loops import _chunks, _in_chunks, chunk_kernel
 
 __all__ = [
     "AvgPool2dCache",
@@ -145,7 +144,7 @@ _PER_THREAD = 16384  # values of x: fewer per thread, and waking a thread costs 
 
 
 def _plane_chunks(x: np.ndarray) -> int:
-    return max(1, min(x.shape[0] * x.shape[1], get_num_threads(), x.size // _PER_THREAD))
+    return _chunks(x.shape[0] * x.shape[1], x.size, _PER_THREAD)
 
 
 def _max_pool2d_2x2_kernel(x, out, argmax):
