@@ -442,3 +442,17 @@ def test_in_chunks_runs_every_chunk_once_and_the_others_on_worker_threads():
     seen.clear()
     _in_chunks(record, 1, "b")
     assert seen == [("b", 0, threading.get_ident())]
+
+
+def test_in_chunks_hands_a_workers_error_to_the_caller_and_keeps_working():
+    from cnnlib._conv_fast import _in_chunks
+
+    def fail_in_chunk_1(t):
+        if t == 1:
+            raise ValueError("chunk 1")
+
+    with pytest.raises(ValueError, match="chunk 1"):
+        _in_chunks(fail_in_chunk_1, 2)
+    done = []
+    _in_chunks(lambda t: done.append(t), 2)  # the workers are free again
+    assert sorted(done) == [0, 1]
