@@ -70,7 +70,7 @@ def _in_chunks(kern, T, *args):
 
     A second thread that calls while the workers are busy runs its chunks itself, one by one.
     """
-    if T == 1 or not _busy.acquire(blocking=False):
+    if T <= 1 or not _busy.acquire(blocking=False):  # T = 0: nothing to do (empty batch)
         for t in range(T):
             kern(*args, t)
         return
