@@ -30,7 +30,7 @@ from ._loops import _add, _copy, _fill, _gemm, _gemm_dots, _in_chunks, _sum, chu
 #
 # Threads. The two kernels below are ordinary (serial) Numba functions that do one chunk of the
 # work, t of T, and release the GIL (``chunk_kernel``); ``_loops._in_chunks`` runs chunk 0 in
-# the calling thread and the others on a small pool of Python threads, which sleep while idle.
+# the calling thread and the others on cnnlib's worker threads, which sleep while idle.
 # The same loops inside an ``njit(parallel=True)`` prange compiled in 5.5 s (forward) and 7.0 s
 # (backward) per dtype on a 2-core machine, most of it Numba's parallel machinery (the prange
 # body is compiled and optimised again as a function of its own); as serial functions they

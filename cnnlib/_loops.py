@@ -14,13 +14,16 @@ from ._jit import numba, serial_kernel, sum_kernel  # numba as _jit loads it, af
 
 # Threads without Numba's parallel compiler. ``njit(parallel=True)`` costs 0.4 s of compilation
 # for the smallest prange loop and several seconds for a big loop nest (issue 11: a cold start on
-# Colab compiles every kernel a notebook uses). The fast kernels of _conv_fast.py and
-# _norm_fast.py are therefore serial functions that do chunk t of T of the work and release the
-# GIL (``chunk_kernel``); ``_in_chunks`` runs the chunks on a small pool of Python threads whose
-# idle workers sleep (they do not spin, see _jit.py). As many chunks as Numba would use threads
-# (``numba.get_num_threads()``, so ``numba.set_num_threads(1)`` makes them serial too).
+# Colab compiles every kernel a notebook uses). The fast kernels of _conv_fast.py, _norm_fast.py
+# and pool.py (2×2) and the activations are therefore serial functions that do chunk t of T of
+# the work and release the GIL (``chunk_kernel``); ``_in_chunks`` runs chunk 0 in the calling
+# thread and the others on cnnlib's worker threads, which sleep while idle (they do not spin,
+# see _jit.py). As many chunks as Numba would use threads (``numba.get_num_threads()``, so
+# ``numba.set_num_threads(1)`` makes them serial too). The price: handing a chunk to a worker
+# and back costs about 70 µs (OpenMP's prange about 4 µs), so small arrays stay in one chunk.
 
 chunk_kernel = numba.njit(nogil=True, cache=_jit._disk_cache)
+
 
 def _chunks(items: int, size: int, per_thread: int) -> int:
     """How many chunks: one per thread (at most ``items``), each with ≥ per_thread of ``size``."""
