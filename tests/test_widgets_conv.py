@@ -1,5 +1,7 @@
 """Notebook 01's widgets and checks (cnnlib.widgets.conv), driven headlessly."""
 
+import io
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
@@ -154,6 +156,46 @@ def test_slider_ranges_adapt():
     c["padding"].value = 0
     assert c["kernel_size"].max == 6  # no kernel larger than the (padded) image
     assert c["out_row"].max == e.result["out_shape"][0] - 1
+
+
+def _pixels(png: bytes) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+
+
+def test_explorer_updates_one_kept_figure_and_draws_what_a_new_one_draws():
+    """A slider move updates the artists of the explorer's figure (no new axes); the picture
+    is the one a fresh explorer draws at those values, pixel for pixel, also across K = 5
+    (numbers ↔ image with a colour bar), an error and back."""
+    e = wc.conv_explorer()
+    c = e.controls
+    moves = [("stride", 2), ("padding", 2), ("dilation", 3), ("out_row", 5),
+             ("filter", "gaussian"), ("kernel_size", 7), ("kernel_size", 9),
+             ("image", "crop 24×24"), ("kernel_size", 3), ("stride", 1), ("image", "tiny 6×6"),
+             ("kernel_size", 6), ("dilation", 2), ("padding", 3), ("kernel_size", 2),
+             ("image", "photo")]
+    before, kept, errors = (e.figure, True), 0, 0
+    for name, value in moves:
+        c[name].value = value
+        if e.message:
+            errors += 1
+            continue
+        matrix = c["kernel_size"].value <= 5  # numbers up to 5×5, else an image
+        if before[1] == matrix:
+            assert e.figure is before[0], (name, value)  # the same figure, updated
+            kept += 1
+        before = (e.figure, matrix)
+        values = e.values()
+        fresh = wc.conv_explorer(**{k: values[k] for k in ("image", "filter", "kernel_size",
+                                                           "stride", "padding", "dilation")})
+        fresh.controls["out_row"].value = values["out_row"]
+        fresh.controls["out_col"].value = values["out_col"]
+        assert fresh.values() == values
+        a, b = _pixels(e.png), _pixels(fresh.png)
+        assert a.shape == b.shape and np.array_equal(a, b), (name, value)
+    assert kept >= 10 and errors >= 1
+    assert plt.get_fignums() == []
 
 
 def test_output_size_formula_text():
