@@ -140,7 +140,7 @@ def test_explorer_sends_one_png_per_update_in_a_notebook(monkeypatch):
     assert plt.get_fignums() == []  # nothing left for the inline backend to show again
 
 
-def test_kept_figure_is_rebuilt_only_for_another_layout():
+def test_kept_figure_builds_each_layout_once():
     from matplotlib.figure import Figure
 
     kept, built = KeptFigure(), []
@@ -152,7 +152,9 @@ def test_kept_figure_is_rebuilt_only_for_another_layout():
     a, new_a = kept.get("matrix", build)
     b, new_b = kept.get("matrix", build)
     c, new_c = kept.get("image", build)
-    assert a is b and new_a and not new_b and c is not a and new_c and len(built) == 2
+    d, new_d = kept.get("matrix", build)  # back to the first layout: nothing is built
+    assert a is b is d and new_a and not new_b and not new_d
+    assert c is not a and new_c and len(built) == 2
     kept.forget()
     assert kept.get("image", build)[1] and len(built) == 3
 

@@ -21,7 +21,7 @@ A widget builder (``conv_explorer()``, ``pool_explorer()``, …) returns an :cla
   and benchmarks time what a slider move costs.
 * A draw function may keep its figure and update its artists (``set_data``, ``set_text``)
   instead of building a new one: creating axes costs more than drawing them. ``KeptFigure``
-  holds such a figure, rebuilt only when its layout changes.
+  holds such figures, one per layout (e.g. a table of numbers or an image), each built once.
 * ``result``: what ``compute`` returned last (``None`` after an error); ``figure``: the last figure;
   ``png``: its picture; ``timings``: seconds in ``compute``, ``draw`` (building or updating the
   figure) and ``png`` (rendering and encoding) by the last update.
@@ -196,29 +196,28 @@ def show_png(png: bytes, fig: Figure | None = None) -> None:
 
 
 class KeptFigure:
-    """One figure an explorer keeps between updates, rebuilt only when its layout changes.
+    """The figures an explorer keeps between updates, one per layout, each built once.
 
-    ``get(layout, build)`` returns the kept figure if it was built for an equal ``layout`` (any
-    hashable, e.g. ``("matrix", k)``), else ``build()`` (which returns a new ``Figure``, made with
-    ``Figure()``/``fig.subplots`` rather than pyplot so nothing else shows or closes it) and keeps
-    that. A draw function then only updates artists; if it raises, call ``forget()`` so the
-    next update starts from a fresh figure.
+    ``get(layout, build)`` returns the figure kept for ``layout`` (any hashable, e.g. "matrix"
+    or "image"), else ``build()`` (a new ``Figure``, made with ``Figure()``/``fig.subplots``
+    rather than pyplot so nothing else shows or closes it) and keeps that. Moving a slider back
+    and forth between two layouts then builds nothing. A draw function only updates artists;
+    if it raises, call ``forget()`` so the next update starts from fresh figures.
     """
 
     def __init__(self) -> None:
-        self.figure: Figure | None = None
-        self.layout: object = None
+        self.figures: dict[object, Figure] = {}
 
     def get(self, layout: object, build: Callable[[], Figure]) -> tuple[Figure, bool]:
         """The figure for ``layout`` and whether it is new (``True``: nothing drawn in it yet)."""
-        if self.figure is not None and self.layout == layout:
-            return self.figure, False
-        self.figure, self.layout = build(), layout
-        FigureCanvasAgg(self.figure)
-        return self.figure, True
+        if layout in self.figures:
+            return self.figures[layout], False
+        fig = self.figures[layout] = build()
+        FigureCanvasAgg(fig)
+        return fig, True
 
     def forget(self) -> None:
-        self.figure = self.layout = None
+        self.figures.clear()
 
 
 def set_range(slider: widgets.Widget, low: int | float, high: int | float) -> None:

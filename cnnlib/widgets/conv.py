@@ -152,8 +152,8 @@ def _clear_data(ax: Axes) -> None:
 def _conv_drawer() -> Callable[[dict], Figure]:
     """The explorer's draw: one kept figure, updated in place (``KeptFigure``).
 
-    The kernel panel is a table of numbers up to 5×5 and an image with a colour bar above, so
-    crossing K = 5 builds a new figure; every other move only replaces the panels' contents.
+    The kernel panel is a table of numbers up to 5×5 and an image with a colour bar above: one
+    figure for each, built once; a move only replaces the panels' contents.
     """
     kept = KeptFigure()
     colorbars: dict[int, Colorbar] = {}
