@@ -18,6 +18,12 @@ def _close_figures():
     plt.close("all")
 
 
+def _pixels(png: bytes) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+
+
 # --------------------------------------------------------------------------- filters
 
 
@@ -65,6 +71,20 @@ def test_conv_step_explorer_on_the_hand_example():
     e.controls["j"].value = 1
     assert e.result["value"] == 43 and e.result["text"].endswith("= 43")
     assert_allclose(e.result["products"], [[0, 5], [14, 24]])
+
+
+def test_conv_step_explorer_keeps_its_figure_and_redraws_it_exactly():
+    x, w = [[0, 1, 2], [3, 4, 5], [6, 7, 8]], [[0, 1], [2, 3]]
+    e = wc.conv_step_explorer(x, w)
+    first, fig = e.png, e.figure
+    for i, j in [(1, 0), (1, 1), (0, 1), (0, 0)]:
+        e.controls["i"].value, e.controls["j"].value = i, j
+        assert e.figure is fig and e.message == ""
+    assert e.result["text"] == "Y(0,0) = 0·0 + 1·1 + 3·2 + 4·3 = 19"
+    assert np.array_equal(_pixels(e.png), _pixels(first))  # back at (0, 0): the first picture
+    e.controls["i"].value = 1
+    assert not np.array_equal(_pixels(e.png), _pixels(first))
+    assert plt.get_fignums() == []
 
 
 # --------------------------------------------------------------------------- the explorer
@@ -156,12 +176,6 @@ def test_slider_ranges_adapt():
     c["padding"].value = 0
     assert c["kernel_size"].max == 6  # no kernel larger than the (padded) image
     assert c["out_row"].max == e.result["out_shape"][0] - 1
-
-
-def _pixels(png: bytes) -> np.ndarray:
-    from PIL import Image
-
-    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
 
 
 def test_explorer_updates_one_kept_figure_and_draws_what_a_new_one_draws():

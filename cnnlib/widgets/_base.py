@@ -27,6 +27,9 @@ A widget builder (``conv_explorer()``, ``pool_explorer()``, …) returns an :cla
   figure) and ``png`` (rendering and encoding) by the last update.
 * ``message``: "" on success; otherwise the error text, which is printed in ``output`` in place
   of the stale picture (never a traceback). ``error`` keeps the exception for debugging.
+* Bursts: ipywidgets' front end keeps at most one update per control waiting for the kernel
+  and merges the moves made meanwhile into the next one, so a fast drag (or a held arrow key)
+  does not queue a render per step; ``int_slider``/``float_slider`` also send only on release.
 * ``ui``: the box to display; a notebook cell can simply end with the builder call.
 * ``threads``: Numba threads while updating (default 1). A widget's arrays are small, and waking
   a sleeping thread pool after the user's pause costs more (tens of ms on a busy machine) than
@@ -50,6 +53,7 @@ import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import numba
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image
@@ -213,11 +217,20 @@ class KeptFigure:
         if layout in self.figures:
             return self.figures[layout], False
         fig = self.figures[layout] = build()
+        plt.close(fig)  # if pyplot made it: kept here, never shown by the inline backend
         FigureCanvasAgg(fig)
         return fig, True
 
     def forget(self) -> None:
         self.figures.clear()
+
+
+def clear_artists(ax: Axes) -> None:
+    """Remove what an update drew on ``ax`` (images, texts, patches, markers, lines) and keep
+    the axes, its title and labels: ``ax.clear()`` or new axes cost more than all the drawing."""
+    for artist in [*ax.images, *ax.texts, *ax.patches, *ax.collections, *ax.lines]:
+        artist.remove()
+    ax.ignore_existing_data_limits = True  # the next image sets the limits afresh
 
 
 def set_range(slider: widgets.Widget, low: int | float, high: int | float) -> None:
@@ -260,6 +273,7 @@ def dropdown(options: Sequence[str], value: str, description: str,
 __all__ = [
     "Explorer",
     "KeptFigure",
+    "clear_artists",
     "dropdown",
     "figure_png",
     "float_slider",

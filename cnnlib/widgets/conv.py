@@ -15,7 +15,6 @@ from collections.abc import Callable
 
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.axes import Axes
 from matplotlib.colorbar import Colorbar
 from matplotlib.figure import Figure
 from matplotlib.image import AxesImage
@@ -23,7 +22,14 @@ from matplotlib.image import AxesImage
 from cnnlib import viz
 from cnnlib.conv import conv2d_forward, conv_output_size
 from cnnlib.widgets._answers import Feedback, check_choice, check_function, check_number, exercise
-from cnnlib.widgets._base import Explorer, KeptFigure, dropdown, int_slider, set_range
+from cnnlib.widgets._base import (
+    Explorer,
+    KeptFigure,
+    clear_artists,
+    dropdown,
+    int_slider,
+    set_range,
+)
 from cnnlib.widgets._images import (
     EXPLORER_SIZE,
     FILTER_LABELS,
@@ -62,9 +68,17 @@ def conv_step_explorer(x: np.ndarray, w: np.ndarray, b: float = 0.0) -> Explorer
         return {"i": i, "j": j, "window": window, "products": window * w, "value": value,
                 "text": f"Y({i},{j}) = {terms}{bias} = {value:g}"}
 
+    titles = ["X", "W", "X(i+m, j+n)·W(m, n)", "Y"]
+    kept = KeptFigure()  # one figure: the matrices keep their shapes, only numbers change
+
     def draw(r: dict) -> Figure:
-        fig = viz.show_matrices([x, w, r["products"], y], ["X", "W", "X(i+m, j+n)·W(m, n)", "Y"],
-                                between=["∗", "→", "Σ"], suptitle=" ")
+        arrays = [x, w, r["products"], y]
+        fig, new = kept.get(None, lambda: viz.show_matrices(arrays, titles, suptitle=" ",
+                                                            between=["∗", "→", "Σ"]))
+        if not new:
+            for ax, a, title in zip(fig.axes, arrays, titles, strict=True):
+                clear_artists(ax)
+                viz.show_matrix(a, title, ax=ax)
         viz.outline(fig.axes[0], r["i"], r["j"], k, k)
         viz.outline(fig.axes[3], r["i"], r["j"], 1, 1)
         fig.suptitle(r["text"], fontsize=11)
@@ -141,14 +155,6 @@ def _new_conv_figure() -> Figure:
     return fig
 
 
-def _clear_data(ax: Axes) -> None:
-    """Remove what one update drew on ``ax`` (images, numbers, frames, markers), keeping the
-    axes: ``ax.clear()`` or new axes would cost more than all the drawing."""
-    for artist in [*ax.images, *ax.texts, *ax.patches, *ax.collections, *ax.lines]:
-        artist.remove()
-    ax.ignore_existing_data_limits = True  # the next image sets the limits afresh
-
-
 def _conv_drawer() -> Callable[[dict], Figure]:
     """The explorer's draw: one kept figure, updated in place (``KeptFigure``).
 
@@ -164,7 +170,7 @@ def _conv_drawer() -> Callable[[dict], Figure]:
         try:
             if not new:
                 for ax in fig.axes[:3]:
-                    _clear_data(ax)
+                    clear_artists(ax)
             im = _draw_conv(r, fig)
             if not matrix:
                 if new:
