@@ -127,6 +127,22 @@ def test_figure_png_is_the_inline_backends_tight_picture():
     assert (ours[:4] == 255).all() and (ours[:, :4] == 255).all()  # a white margin stays
 
 
+def test_figure_png_keeps_a_blank_axes_box_as_tight_does():
+    """A diagram on frameless axes: the picture spans the axes' box, not just its ink, so it
+    keeps its size when the numbers in it change (as with bbox_inches="tight")."""
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.set_axis_off()
+    ax.set_xlim(0, 1)
+    ax.text(0.5, 0.5, "= 3", ha="center")
+    ours = _png_pixels(figure_png(fig))
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", bbox_inches="tight")
+    tight = _png_pixels(buffer.getvalue())
+    box = ax.get_window_extent()
+    assert ours.shape[1] >= box.width and abs(ours.shape[1] - tight.shape[1]) <= 4
+    assert abs(ours.shape[0] - tight.shape[0]) <= 4
+
+
 def test_explorer_sends_one_png_per_update_in_a_notebook(monkeypatch):
     from cnnlib.widgets import _base
 

@@ -162,23 +162,32 @@ PAD_INCHES = 0.1  # the margin around the ink, as the inline backend's bbox_inch
 
 
 def figure_png(fig: Figure, compress_level: int = 1) -> bytes:
-    """``fig`` as a PNG: one Agg render, cropped to the drawn pixels plus ``PAD_INCHES``.
+    """``fig`` as a PNG: one Agg render, cropped to the drawn pixels and the visible axes' boxes
+    plus ``PAD_INCHES``.
 
     This is the picture the inline backend sends (``savefig(bbox_inches="tight")``) for every
-    figure whose ink lies inside it, at the figure's dpi, at about half the cost: "tight" lays
+    figure drawn inside its bounds, at the figure's dpi, at about half the cost: "tight" lays
     out every text a second time to find the box, then draws again. Opaque figures are encoded
     as RGB; zlib level 1 (pixels of plots compress almost as well at level 1 as at 6, faster).
     """
     canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
     canvas.draw()
     rgba = np.asarray(canvas.buffer_rgba())
+    height = rgba.shape[0]
     pixels = rgba.view(np.uint32)[..., 0]  # one number per pixel: one comparison, not four
     ink = pixels != pixels[0, 0]  # the corner shows the figure's background
     rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
-    if rows.size:
-        pad = round(PAD_INCHES * fig.dpi)
-        rgba = rgba[max(rows[0] - pad, 0):rows[-1] + 1 + pad,
-                    max(cols[0] - pad, 0):cols[-1] + 1 + pad]
+    # Like "tight", keep every visible axes' box even where it is blank (a diagram on axes
+    # without frame): the picture then keeps its size while the numbers in it change.
+    boxes = [ax.get_window_extent() for ax in fig.axes if ax.get_visible()]
+    if rows.size or boxes:
+        top = min([*rows[:1], *(height - b.y1 for b in boxes)])
+        bottom = max([*rows[-1:], *(height - b.y0 - 1 for b in boxes)])
+        left = min([*cols[:1], *(b.x0 for b in boxes)])
+        right = max([*cols[-1:], *(b.x1 - 1 for b in boxes)])
+        pad = PAD_INCHES * fig.dpi
+        rgba = rgba[max(int(top - pad), 0):max(int(bottom + pad) + 1, 0),
+                    max(int(left - pad), 0):max(int(right + pad) + 1, 0)]
     if rgba[..., 3].min() == 255:
         rgba = rgba[..., :3]
     out = io.BytesIO()
