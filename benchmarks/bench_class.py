@@ -15,17 +15,19 @@ as a browser would:
    does not change notebook 01);
 4. a burst of slider moves on the convolution explorer: the message JupyterLab sends when a
    student releases the "カーネルの大きさ K" slider (a ``comm_msg`` that sets the slider's
-   ``value``), each timed until the kernel is idle again with the new picture sent (a PNG in a
-   ``display_data`` for the explorer's output), with a think time of 0.5–2 s between moves.
+   ``value``), each timed until the kernel is idle again with the new picture sent (exactly one
+   PNG in a ``display_data`` for the explorer's output, made by ``Explorer.update`` as in the
+   browser), with a think time of 0.5–2 s between moves.
 
 Per N: Run-All time, slider latency (p50, p95; the browser then draws the PNG, which is not
 included), CPU per student (seconds for Run All, milliseconds per slider move, and cores used
 while moving sliders, think time included) and resident memory per student (server + kernel,
 the peak of the sum),
 and failures: servers that did not start, pulls that failed, kernels that died, cells that
-raised, slider moves that sent no picture within 30 s. Without ``--sync`` each student moves
-sliders as soon as their own Run All is over, while others may still be starting (the first
-minutes of a lesson); with it, only once everyone's Run All is over (the rest of it).
+raised, slider moves that sent no picture (or more than one) within 30 s. Without ``--sync``
+each student moves sliders as soon as their own Run All is over, while others may still be
+starting (the first minutes of a lesson); with it, only once everyone's Run All is over (the
+rest of it).
 ``--policy`` chooses how the kernels' Numba threads wait (``POLICIES``); cnnlib's own choice is
 ``cnnlib``. Targets (issue 14): 10 students with no failure and slider p95 ≤ 250 ms, 20 students
 with no failure; like the other benchmarks, the script exits with 1 when one is missed. The last
@@ -312,9 +314,10 @@ async def one_student(hub: launch.Hub, student: Student, repo: Path, cells: list
             except TimeoutError:
                 student.failures.append(f"slider move {k}: no answer in {MOVE_TIMEOUT_S} s")
                 continue
-            if not any(m["msg_type"] == "display_data" and "image/png" in m["content"]["data"]
-                       for m in replies):
-                student.failures.append(f"slider move {k}: no new picture")
+            pictures = sum(m["msg_type"] == "display_data" and "image/png" in m["content"]["data"]
+                           for m in replies)
+            if pictures != 1:  # none: the explorer is broken; more: a figure drawn twice
+                student.failures.append(f"slider move {k}: {pictures} pictures, not 1")
                 continue
             student.moves_ms.append((time.monotonic() - sent) * 1000)
         student.moves_wall_s = time.monotonic() - start

@@ -3,11 +3,12 @@
     python benchmarks/bench_widgets.py [--repeats 15]
 
 For each explorer, one control is moved back and forth between two values; a move is timed
-from setting ``control.value`` until ``result`` is updated and the figure has been rendered to
-Agg (what ``Explorer.update`` does outside a notebook), split into compute (adapt + the cnnlib
-call) and draw; "CPU" is the process time of the move, which a busy machine inflates less.
-In a notebook the inline backend also encodes the figure as a PNG for the browser; the last
-column times that step (``savefig`` with ``bbox_inches="tight"``, as inline does) on its own.
+from setting ``control.value`` until ``result`` is updated and the PNG the browser gets is made
+(``Explorer.update`` makes it in and outside a notebook; only sending it differs), split into
+compute (adapt + the cnnlib call), draw (building or updating the figure) and PNG (one Agg
+render, cropped, encoded: ``figure_png``); "CPU" is the process time of the move, which a busy
+machine inflates less. The last column times, on the same figure, the PNG the inline backend
+would make (``savefig`` with ``bbox_inches="tight"``, what ``plt.show()`` cost before).
 Times are medians over ``repeats`` moves after a warm-up. The machine's load average is
 printed, since other processes on a shared machine slow every number.
 """
@@ -48,13 +49,13 @@ MOVES = [
 
 
 def time_moves(builder, control: str, values: tuple, repeats: int) -> dict[str, float]:
-    """Median milliseconds per move: total (wall and CPU), compute, draw, PNG on its own."""
+    """Median milliseconds per move: total (wall and CPU), compute, draw, PNG, inline's PNG."""
     with contextlib.redirect_stdout(io.StringIO()):  # explorers print their formulas
         explorer = builder()
         widget = explorer.controls[control]
         for v in values * 2:  # warm-up: compile and cache
             widget.value = v
-        totals, cpus, computes, draws, pngs = [], [], [], [], []
+        totals, cpus, computes, draws, pngs, tights = [], [], [], [], [], []
         for k in range(repeats):
             start, cpu = time.perf_counter(), time.process_time()
             widget.value = values[k % 2]
@@ -64,12 +65,13 @@ def time_moves(builder, control: str, values: tuple, repeats: int) -> dict[str, 
                 raise RuntimeError(f"{control}={values[k % 2]!r}: {explorer.message}")
             computes.append(explorer.timings["compute"])
             draws.append(explorer.timings["draw"])
+            pngs.append(explorer.timings["png"])
             start = time.perf_counter()
             explorer.figure.savefig(io.BytesIO(), format="png", bbox_inches="tight")
-            pngs.append(time.perf_counter() - start)
+            tights.append(time.perf_counter() - start)
     return {name: 1000 * float(np.median(ts)) for name, ts in
             (("total", totals), ("cpu", cpus), ("compute", computes), ("draw", draws),
-             ("png", pngs))}
+             ("png", pngs), ("tight", tights))}
 
 
 def main() -> None:
@@ -80,13 +82,13 @@ def main() -> None:
     print(f"slider response, median of {args.repeats} moves (ms); load average {load}; "
           f"{os.cpu_count()} CPUs")
     header = (f"{'explorer':36} {'control':12} {'total':>7} {'CPU':>6} {'compute':>8} "
-              f"{'draw':>6} {'+PNG':>6}")
+              f"{'draw':>6} {'PNG':>6} {'inline':>7}")
     print(header)
     print("-" * len(header))
     for name, builder, control, values in MOVES:
         t = time_moves(builder, control, values, args.repeats)
         print(f"{name:36} {control:12} {t['total']:7.1f} {t['cpu']:6.1f} {t['compute']:8.1f} "
-              f"{t['draw']:6.1f} {t['png']:6.1f}")
+              f"{t['draw']:6.1f} {t['png']:6.1f} {t['tight']:7.1f}")
 
 
 if __name__ == "__main__":

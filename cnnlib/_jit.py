@@ -23,11 +23,18 @@ cnnlib therefore makes every pool it can reach sleep as soon as its work is done
    or ``GOMP_SPINCOUNT``. OpenMP reads it when it loads, at cnnlib's first parallel call.
 2. ``OPENBLAS_THREAD_TIMEOUT=4`` for NumPy's OpenBLAS (``_openblas_sleeps_at_once``), unless the
    user set it. NumPy keeps both its threads; only their idle waiting changes.
-3. An OpenMP runtime that was loaded *before* cnnlib (PyTorch imported first) has read its
-   spinning default already and Numba would share it; then, unless the user chose a policy or a
-   threading layer, Numba gets its own ``workqueue`` pool (workers wait on a condition
-   variable). threadpoolctl, scikit-learn's tool for the thread pools of a process, finds the
-   loaded runtimes (``_openmp_already_loaded``).
+3. An OpenMP runtime that was loaded *before* cnnlib (PyTorch imported first; it shares the one
+   libgomp with Numba) has read its spinning default already. Numba's OpenMP layer still shares
+   it: one pool for both libraries. Measured with PyTorch imported first and used in every round
+   (no pause, quiet machine, 2026-12-07 16:58): 9.95×, 6.62×, 3.84× NumPy im2col sharing the
+   runtime, against 3.97×, 3.36×, 1.76× with Numba's own ``workqueue`` pool beside it (two pools
+   of two threads on two cores), which cnnlib used before. The price: NumPy's 1024² float32
+   product right after a cnnlib call took 12.05 ms instead of 8.41 ms, as it does after any
+   PyTorch call in that process. ``OMP_WAIT_POLICY=PASSIVE`` in the kernel's environment
+   (Binder's ``binder/start`` sets it) avoids both.
+4. glibc's malloc keeps the buffers a training step frees, instead of returning them to the
+   kernel and faulting them in again in the next step (``_malloc.py``: the BatchNorm CNN's step
+   20.97 → 11.67 ms in a process of its own).
 
 Measured (conv2d forward + backward, NumPy im2col time / cnnlib time, median of interleaved
 rounds, no pause, 2026-12-07): 8.30×, 6.61×, 3.45× on bench_conv's three shapes with these
@@ -55,6 +62,8 @@ import math
 import os
 import sys
 import time
+
+from cnnlib import _malloc
 
 
 def _cpu_limit() -> float | None:
@@ -116,17 +125,6 @@ def _threads_for_this_machine(limit: float | None) -> int:
     return cpus if limit is None else max(1, min(cpus, math.ceil(limit)))
 
 
-def _openmp_already_loaded() -> bool:
-    """True when an OpenMP runtime is loaded already (PyTorch's libgomp, for one): it has read
-    its waiting policy when it loaded, and Numba's OpenMP layer would share it. threadpoolctl
-    (scikit-learn's tool for the thread pools of a process) lists the loaded runtimes."""
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:  # an install without it (Colab's --no-deps): keep Numba's default
-        return False
-    return any(pool.get("user_api") == "openmp" for pool in threadpool_info())
-
-
 def _openblas_sleeps_at_once() -> int:
     """Make the idle threads of NumPy's OpenBLAS sleep as soon as a product ends, instead of
     busy-waiting about 0.1 s (see above). Returns how many OpenBLAS libraries were changed.
@@ -162,19 +160,14 @@ def _openblas_sleeps_at_once() -> int:
 _limit = _cpu_limit()
 if "NUMBA_NUM_THREADS" not in os.environ and "numba" not in sys.modules:
     os.environ["NUMBA_NUM_THREADS"] = str(_threads_for_this_machine(_limit))
-_own_pool = False  # Numba's own workqueue pool instead of a spinning OpenMP runtime
 if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"  # idle workers sleep at once: see above
-    _own_pool = "NUMBA_THREADING_LAYER" not in os.environ and _openmp_already_loaded()
 _openblas_sleeps_at_once()
+_malloc.keep_freed_memory()
 
 import warnings  # noqa: E402
 
-import numba  # noqa: E402  (after the environment is set)
 from numba import njit, prange  # noqa: E402
-
-if _own_pool:  # read when Numba starts its threads, at the first parallel call
-    numba.config.THREADING_LAYER = "workqueue"
 from numba.core import event as _event  # noqa: E402
 
 from cnnlib import _cache  # noqa: E402

@@ -136,12 +136,12 @@ print(json.dumps({{"layer": numba.threading_layer()}}))
 
 
 @pytest.mark.parametrize(("preload", "env", "layer"), [
-    (False, {}, "omp"),  # Numba's OpenMP layer, passive (the threads of cnnlib and PyTorch
-    (True, {}, "workqueue"),  # ... unless OpenMP already runs with its spinning default)
-    (True, {"OMP_WAIT_POLICY": "PASSIVE"}, "omp"),  # the user's policy: OpenMP is shared
-    (True, {"NUMBA_THREADING_LAYER": "omp"}, "omp"),  # the user's choice of layer
+    (False, {}, "omp"),  # Numba's OpenMP layer, passive
+    (True, {}, "omp"),  # OpenMP already loaded (PyTorch first): one pool shared, not two
+    (True, {"OMP_WAIT_POLICY": "PASSIVE"}, "omp"),
+    (True, {"NUMBA_THREADING_LAYER": "workqueue"}, "workqueue"),  # the user's choice of layer
 ])
-def test_an_openmp_runtime_started_before_cnnlib_is_not_shared(preload, env, layer):
+def test_an_openmp_runtime_started_before_cnnlib_is_shared(preload, env, layer):
     pytest.importorskip("threadpoolctl")
     clean = {k: v for k, v in os.environ.items()
              if k not in (*SETTINGS, "NUMBA_THREADING_LAYER")}

@@ -1,6 +1,8 @@
 """The widget pattern (``Explorer``) and the answer readers that every checker shares
 (cnnlib.widgets._base)."""
 
+import io
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
@@ -8,12 +10,14 @@ import pytest
 from cnnlib import viz
 from cnnlib.widgets._base import (
     Explorer,
+    KeptFigure,
     array_answer,
     call_student,
     check_cases,
     check_choice,
     compare_student_array,
     feedback,
+    figure_png,
     int_slider,
     is_placeholder,
     number_answer,
@@ -99,6 +103,76 @@ def test_explorer_ui_holds_controls_and_output():
     rows = e.ui.children
     assert rows[-1] is e.output
     assert [row.children[0] for row in rows[:-1]] == [e.controls["k"], e.controls["p"]]
+
+
+def _png_pixels(png: bytes) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+
+
+def test_figure_png_is_the_inline_backends_tight_picture():
+    """One Agg render cropped to the ink + 0.1 inch: the size of savefig(bbox_inches="tight")
+    within a few pixels, the same pixels where the two overlap, and an RGB PNG."""
+    fig, axes = plt.subplots(1, 2, figsize=(6, 3))
+    viz.show_image(np.linspace(0, 1, 120).reshape(10, 12), "画像のタイトル", ax=axes[0])
+    viz.show_matrix(np.arange(9.0).reshape(3, 3), "行列", ax=axes[1])
+    ours = _png_pixels(figure_png(fig))
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", bbox_inches="tight")
+    tight = _png_pixels(buffer.getvalue())
+    assert ours.shape[2] == 3 and abs(ours.shape[0] - tight.shape[0]) <= 4
+    assert abs(ours.shape[1] - tight.shape[1]) <= 4
+    assert ours.shape[0] < 300 and ours.shape[1] < 600  # cropped: the figure is 600×300
+    assert (ours[:4] == 255).all() and (ours[:, :4] == 255).all()  # a white margin stays
+
+
+def test_figure_png_keeps_a_blank_axes_box_as_tight_does():
+    """A diagram on frameless axes: the picture spans the axes' box, not just its ink, so it
+    keeps its size when the numbers in it change (as with bbox_inches="tight")."""
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.set_axis_off()
+    ax.set_xlim(0, 1)
+    ax.text(0.5, 0.5, "= 3", ha="center")
+    ours = _png_pixels(figure_png(fig))
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", bbox_inches="tight")
+    tight = _png_pixels(buffer.getvalue())
+    box = ax.get_window_extent()
+    assert ours.shape[1] >= box.width and abs(ours.shape[1] - tight.shape[1]) <= 4
+    assert abs(ours.shape[0] - tight.shape[0]) <= 4
+
+
+def test_explorer_sends_one_png_per_update_in_a_notebook(monkeypatch):
+    from cnnlib.widgets import _base
+
+    sent = []
+    monkeypatch.setattr(_base, "in_notebook", lambda: True)
+    monkeypatch.setattr(_base, "show_png", lambda png, fig=None: sent.append(png))
+    e, _ = _toy_explorer()
+    e.controls["p"].value = 2
+    assert len(sent) == 2 and sent[-1] == e.png and sent[0] != sent[1]
+    assert _png_pixels(e.png).shape[2] == 3
+    assert plt.get_fignums() == []  # nothing left for the inline backend to show again
+
+
+def test_kept_figure_builds_each_layout_once():
+    from matplotlib.figure import Figure
+
+    kept, built = KeptFigure(), []
+
+    def build():
+        built.append(Figure())
+        return built[-1]
+
+    a, new_a = kept.get("matrix", build)
+    b, new_b = kept.get("matrix", build)
+    c, new_c = kept.get("image", build)
+    d, new_d = kept.get("matrix", build)  # back to the first layout: nothing is built
+    assert a is b is d and new_a and not new_b and not new_d
+    assert c is not a and new_c and len(built) == 2
+    kept.forget()
+    assert kept.get("image", build)[1] and len(built) == 3
 
 
 def test_set_range_moves_the_window_in_either_direction():

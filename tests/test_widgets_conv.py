@@ -1,5 +1,7 @@
 """Notebook 01's widgets and checks (cnnlib.widgets.conv), driven headlessly."""
 
+import io
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
@@ -14,6 +16,12 @@ from cnnlib.widgets import conv as wc
 def _close_figures():
     yield
     plt.close("all")
+
+
+def _pixels(png: bytes) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
 
 
 # --------------------------------------------------------------------------- filters
@@ -63,6 +71,20 @@ def test_conv_step_explorer_on_the_hand_example():
     e.controls["j"].value = 1
     assert e.result["value"] == 43 and e.result["text"].endswith("= 43")
     assert_allclose(e.result["products"], [[0, 5], [14, 24]])
+
+
+def test_conv_step_explorer_keeps_its_figure_and_redraws_it_exactly():
+    x, w = [[0, 1, 2], [3, 4, 5], [6, 7, 8]], [[0, 1], [2, 3]]
+    e = wc.conv_step_explorer(x, w)
+    first, fig = e.png, e.figure
+    for i, j in [(1, 0), (1, 1), (0, 1), (0, 0)]:
+        e.controls["i"].value, e.controls["j"].value = i, j
+        assert e.figure is fig and e.message == ""
+    assert e.result["text"] == "Y(0,0) = 0·0 + 1·1 + 3·2 + 4·3 = 19"
+    assert np.array_equal(_pixels(e.png), _pixels(first))  # back at (0, 0): the first picture
+    e.controls["i"].value = 1
+    assert not np.array_equal(_pixels(e.png), _pixels(first))
+    assert plt.get_fignums() == []
 
 
 # --------------------------------------------------------------------------- the explorer
@@ -154,6 +176,37 @@ def test_slider_ranges_adapt():
     c["padding"].value = 0
     assert c["kernel_size"].max == 6  # no kernel larger than the (padded) image
     assert c["out_row"].max == e.result["out_shape"][0] - 1
+
+
+def test_explorer_updates_one_kept_figure_and_draws_what_a_new_one_draws():
+    """A slider move updates the artists of the explorer's figure (no new axes); the picture
+    is the one a fresh explorer draws at those values, pixel for pixel, also across K = 5
+    (numbers ↔ image with a colour bar), an error and back."""
+    e = wc.conv_explorer()
+    c = e.controls
+    moves = [("stride", 2), ("padding", 2), ("dilation", 3), ("out_row", 5),
+             ("filter", "gaussian"), ("kernel_size", 7), ("kernel_size", 9),
+             ("image", "crop 24×24"), ("kernel_size", 3), ("stride", 1), ("image", "tiny 6×6"),
+             ("kernel_size", 6), ("dilation", 2), ("padding", 3), ("kernel_size", 2),
+             ("image", "photo")]
+    figures, errors = {True: e.figure}, 0
+    for name, value in moves:
+        c[name].value = value
+        if e.message:
+            errors += 1
+            continue
+        matrix = c["kernel_size"].value <= 5  # numbers up to 5×5, else an image
+        assert figures.setdefault(matrix, e.figure) is e.figure, (name, value)  # kept, updated
+        values = e.values()
+        fresh = wc.conv_explorer(**{k: values[k] for k in ("image", "filter", "kernel_size",
+                                                           "stride", "padding", "dilation")})
+        fresh.controls["out_row"].value = values["out_row"]
+        fresh.controls["out_col"].value = values["out_col"]
+        assert fresh.values() == values
+        a, b = _pixels(e.png), _pixels(fresh.png)
+        assert a.shape == b.shape and np.array_equal(a, b), (name, value)
+    assert len(figures) == 2 and errors >= 1
+    assert plt.get_fignums() == []
 
 
 def test_output_size_formula_text():

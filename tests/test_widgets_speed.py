@@ -7,7 +7,6 @@ from numba import prange
 from numpy.testing import assert_allclose
 
 from cnnlib import reference
-from cnnlib.layers import Conv2d, Flatten, Linear, MaxPool2d, ReLU, Sequential
 from cnnlib.widgets import speed
 
 
@@ -202,32 +201,6 @@ def test_race_errors_runs_the_kernel_on_a_zeroed_dw_each_time():
 
     errors = speed.race_errors(accumulating, x, dout, dw_expected, runs=3)
     assert errors[0] == errors[1] == errors[2] > 0.01
-
-
-# ---- one training step ------------------------------------------------------------------------
-
-
-def test_layer_times_covers_every_layer_and_the_loss():
-    rng = np.random.default_rng(0)
-    model = Sequential(Conv2d(1, 2, 3, padding=1, rng=rng), ReLU(), MaxPool2d(2), Flatten(),
-                       Linear(2 * 3 * 3, 10, rng=rng))
-    x, labels = rng.random((4, 1, 6, 6), dtype=np.float32), rng.integers(0, 10, 4)
-    before = model.layers[0].params["w"].copy()
-    rows = speed.layer_times(model, x, labels, repeat=2)
-    assert [r[0] for r in rows] == ["0 Conv2d", "1 ReLU", "2 MaxPool2d", "3 Flatten", "4 Linear",
-                                    "loss"]
-    assert all(f > 0 for _, f, _ in rows) and all(b > 0 for _, _, b in rows[:-1])
-    assert rows[-1][2] == 0.0
-    assert np.array_equal(model.layers[0].params["w"], before)  # no update: weights unchanged
-    with pytest.raises(ValueError, match="repeat は 1 以上です"):
-        speed.layer_times(model, x, labels, repeat=0)
-
-    fig = speed.plot_layer_times(rows)
-    fig.canvas.draw()
-    (ax,) = fig.axes
-    assert len(ax.patches) == 2 * len(rows)  # a forward and a backward bar per row
-    total_ms = sum(f + b for _, f, b in rows) * 1e3
-    assert f"合計 {total_ms:.1f} ms" in ax.get_xlabel()
 
 
 # ---- exercises --------------------------------------------------------------------------------

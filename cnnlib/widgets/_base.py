@@ -13,13 +13,23 @@ A widget builder (``conv_explorer()``, ``pool_explorer()``, …) returns an :cla
         return Explorer(controls, compute, draw, adapt=adapt, rows=[["k", "mode"]])
 
 * ``controls``: dict name → ipywidget; every control's ``value`` is observed.
-* ``update()``: adapt → compute(**values) → draw, inside ``output`` (an ``ipywidgets.Output``);
-  it ends with ``plt.show()`` and closes the figure. Outside a notebook the figure is rendered
-  to Agg instead, so drawing errors surface in tests and benchmarks time the real drawing.
+* ``update()``: adapt → compute(**values) → draw → one PNG, inside ``output`` (an
+  ``ipywidgets.Output``). The figure is rendered once by Agg and cropped to its ink plus 0.1 inch
+  (what the inline backend's ``bbox_inches="tight"`` gives, without its second layout pass:
+  ``figure_png``); the PNG is sent as one ``display_data`` and pyplot's figures are closed.
+  Outside a notebook the PNG is made all the same (``png``), so drawing errors surface in tests
+  and benchmarks time what a slider move costs.
+* A draw function may keep its figure and update its artists (``set_data``, ``set_text``)
+  instead of building a new one: creating axes costs more than drawing them. ``KeptFigure``
+  holds such figures, one per layout (e.g. a table of numbers or an image), each built once.
 * ``result``: what ``compute`` returned last (``None`` after an error); ``figure``: the last figure;
-  ``timings``: seconds spent in ``compute`` and in ``draw`` (incl. rendering) by the last update.
+  ``png``: its picture; ``timings``: seconds in ``compute``, ``draw`` (building or updating the
+  figure) and ``png`` (rendering and encoding) by the last update.
 * ``message``: "" on success; otherwise the error text, which is printed in ``output`` in place
   of the stale picture (never a traceback). ``error`` keeps the exception for debugging.
+* Bursts: ipywidgets' front end keeps at most one update per control waiting for the kernel
+  and merges the moves made meanwhile into the next one, so a fast drag (or a held arrow key)
+  does not queue a render per step; ``int_slider``/``float_slider`` also send only on release.
 * ``ui``: the box to display; a notebook cell can simply end with the builder call.
 * ``threads``: Numba threads while updating (default 1). A widget's arrays are small, and waking
   a sleeping thread pool after the user's pause costs more (tens of ms on a busy machine) than
@@ -33,6 +43,8 @@ Only API present in both ipywidgets 7 (Colab) and 8 is used. Under pytest, use t
 
 from __future__ import annotations
 
+import base64
+import io
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -40,7 +52,11 @@ from typing import Any
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import numba
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from PIL import Image
 
 from cnnlib.viz import in_notebook
 from cnnlib.widgets import _answers
@@ -63,6 +79,7 @@ class Explorer:
         self.message = ""
         self.error: Exception | None = None
         self.figure: Figure | None = None
+        self.png: bytes | None = None
         self.timings: dict[str, float] = {}
         self._compute, self._draw, self._adapt = compute, draw, adapt
         self._threads = threads
@@ -107,17 +124,19 @@ class Explorer:
                     result = self._compute(**self.values())
                     computed = time.perf_counter()
                     fig = self._draw(result) if self._draw is not None else None
-                    if fig is not None and not in_notebook():
-                        fig.canvas.draw()  # render to Agg so drawing errors surface in tests
-                    self.timings = {"compute": computed - start,
-                                    "draw": time.perf_counter() - computed}
+                    drawn = time.perf_counter()
+                    png = figure_png(fig) if fig is not None else None
+                    self.timings = {"compute": computed - start, "draw": drawn - computed,
+                                    "png": time.perf_counter() - drawn}
                 except Exception as exc:  # shown as a message, never as a traceback
                     self._fail(exc, before)
                 else:
                     self.result, self.figure, self.message, self.error = result, fig, "", None
-                    if fig is not None:
-                        plt.show()
-                        plt.close(fig)
+                    self.png = png
+                    if png is not None and in_notebook():
+                        show_png(png, fig)
+                    for num in set(plt.get_fignums()) - before:
+                        plt.close(num)  # else the inline backend would show it again
         finally:
             numba.set_num_threads(threads_before)  # the setting is per thread: restore it
             self._busy = False
@@ -130,13 +149,97 @@ class Explorer:
             self.message = str(exc)
         else:
             self.message = f"{type(exc).__name__}: {exc}"
-        self.result, self.figure, self.error = None, None, exc
+        self.result, self.figure, self.png, self.error = None, None, None, exc
         print(f"⚠ {self.message}")
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
 
         display(self.ui)
+
+
+PAD_INCHES = 0.1  # the margin around the ink, as the inline backend's bbox_inches="tight"
+
+
+def figure_png(fig: Figure, compress_level: int = 1) -> bytes:
+    """``fig`` as a PNG: one Agg render, cropped to the drawn pixels and the visible axes' boxes
+    plus ``PAD_INCHES``.
+
+    This is the picture the inline backend sends (``savefig(bbox_inches="tight")``) for every
+    figure drawn inside its bounds, at the figure's dpi, at about half the cost: "tight" lays
+    out every text a second time to find the box, then draws again. Opaque figures are encoded
+    as RGB; zlib level 1 (pixels of plots compress almost as well at level 1 as at 6, faster).
+    """
+    canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
+    canvas.draw()
+    rgba = np.asarray(canvas.buffer_rgba())
+    height = rgba.shape[0]
+    pixels = rgba.view(np.uint32)[..., 0]  # one number per pixel: one comparison, not four
+    ink = pixels != pixels[0, 0]  # the corner shows the figure's background
+    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    # Like "tight", keep every visible axes' box even where it is blank (a diagram on axes
+    # without frame): the picture then keeps its size while the numbers in it change.
+    boxes = [ax.get_window_extent() for ax in fig.axes if ax.get_visible()]
+    if rows.size or boxes:
+        top = min([*rows[:1], *(height - b.y1 for b in boxes)])
+        bottom = max([*rows[-1:], *(height - b.y0 - 1 for b in boxes)])
+        left = min([*cols[:1], *(b.x0 for b in boxes)])
+        right = max([*cols[-1:], *(b.x1 - 1 for b in boxes)])
+        pad = PAD_INCHES * fig.dpi
+        rgba = rgba[max(int(top - pad), 0):max(int(bottom + pad) + 1, 0),
+                    max(int(left - pad), 0):max(int(right + pad) + 1, 0)]
+    if rgba[..., 3].min() == 255:
+        rgba = rgba[..., :3]
+    out = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgba)).save(out, format="png",
+                                                     compress_level=compress_level)
+    return out.getvalue()
+
+
+def show_png(png: bytes, fig: Figure | None = None) -> None:
+    """Send one PNG to the front end as the inline backend sends a figure."""
+    from IPython.display import publish_display_data
+
+    text = "<Figure>"
+    if fig is not None:
+        w, h = fig.get_size_inches() * fig.dpi
+        text = f"<Figure size {w:g}x{h:g} with {len(fig.axes)} Axes>"
+    publish_display_data({"image/png": base64.b64encode(png).decode("ascii"),
+                          "text/plain": text})
+
+
+class KeptFigure:
+    """The figures an explorer keeps between updates, one per layout, each built once.
+
+    ``get(layout, build)`` returns the figure kept for ``layout`` (any hashable, e.g. "matrix"
+    or "image"), else ``build()`` (a new ``Figure``, made with ``Figure()``/``fig.subplots``
+    rather than pyplot so nothing else shows or closes it) and keeps that. Moving a slider back
+    and forth between two layouts then builds nothing. A draw function only updates artists;
+    if it raises, call ``forget()`` so the next update starts from fresh figures.
+    """
+
+    def __init__(self) -> None:
+        self.figures: dict[object, Figure] = {}
+
+    def get(self, layout: object, build: Callable[[], Figure]) -> tuple[Figure, bool]:
+        """The figure for ``layout`` and whether it is new (``True``: nothing drawn in it yet)."""
+        if layout in self.figures:
+            return self.figures[layout], False
+        fig = self.figures[layout] = build()
+        plt.close(fig)  # if pyplot made it: kept here, never shown by the inline backend
+        FigureCanvasAgg(fig)
+        return fig, True
+
+    def forget(self) -> None:
+        self.figures.clear()
+
+
+def clear_artists(ax: Axes) -> None:
+    """Remove what an update drew on ``ax`` (images, texts, patches, markers, lines) and keep
+    the axes, its title and labels: ``ax.clear()`` or new axes cost more than all the drawing."""
+    for artist in [*ax.images, *ax.texts, *ax.patches, *ax.collections, *ax.lines]:
+        artist.remove()
+    ax.ignore_existing_data_limits = True  # the next image sets the limits afresh
 
 
 def set_range(slider: widgets.Widget, low: int | float, high: int | float) -> None:
@@ -178,7 +281,10 @@ def dropdown(options: Sequence[str], value: str, description: str,
 
 __all__ = [
     "Explorer",
+    "KeptFigure",
+    "clear_artists",
     "dropdown",
+    "figure_png",
     "float_slider",
     "int_slider",
     "set_range",

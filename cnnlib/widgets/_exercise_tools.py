@@ -15,8 +15,10 @@ class _Wrong(Exception):
     """Raised inside a checker to stop at the first difference; carries the feedback text."""
 
 
-def _never_raises(check: Callable[..., Feedback]) -> Callable[..., Feedback]:
-    """Turn an answer the checker could not even read into feedback instead of a traceback."""
+def _reads_any_answer(check: Callable[..., Feedback]) -> Callable[..., Feedback]:
+    """Turn any answer into feedback: a placeholder or a function still returning ``None`` into
+    "not answered yet", a difference the checker found (``_Wrong``) into its text, and an answer
+    the checker could not even read into a plain message instead of a traceback."""
 
     @functools.wraps(check)
     def wrapper(answer: object) -> Feedback:
@@ -24,6 +26,8 @@ def _never_raises(check: Callable[..., Feedback]) -> Callable[..., Feedback]:
             if is_placeholder(answer):
                 return feedback(None)
             return check(answer)
+        except _Unanswered:
+            return feedback(None)
         except _Wrong as wrong:
             return feedback(False, str(wrong))
         except Exception as exc:  # any answer must give feedback, never a traceback
@@ -90,14 +94,3 @@ def _numerical(f: Callable[[np.ndarray], float], arr: np.ndarray, index: tuple[i
     plus[index] += h
     minus[index] -= h
     return (f(plus) - f(minus)) / (2 * h)
-
-
-def _unanswered_ok(check: Callable[..., Feedback]) -> Callable[..., Feedback]:
-    @functools.wraps(check)
-    def wrapper(answer: object) -> Feedback:
-        try:
-            return check(answer)
-        except _Unanswered:
-            return feedback(None)
-
-    return wrapper

@@ -15,12 +15,21 @@ from collections.abc import Callable
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.colorbar import Colorbar
 from matplotlib.figure import Figure
+from matplotlib.image import AxesImage
 
 from cnnlib import viz
 from cnnlib.conv import conv2d_forward, conv_output_size
 from cnnlib.widgets._answers import Feedback, check_choice, check_function, check_number, exercise
-from cnnlib.widgets._base import Explorer, dropdown, int_slider, set_range
+from cnnlib.widgets._base import (
+    Explorer,
+    KeptFigure,
+    clear_artists,
+    dropdown,
+    int_slider,
+    set_range,
+)
 from cnnlib.widgets._images import (
     EXPLORER_SIZE,
     FILTER_LABELS,
@@ -59,9 +68,17 @@ def conv_step_explorer(x: np.ndarray, w: np.ndarray, b: float = 0.0) -> Explorer
         return {"i": i, "j": j, "window": window, "products": window * w, "value": value,
                 "text": f"Y({i},{j}) = {terms}{bias} = {value:g}"}
 
+    titles = ["X", "W", "X(i+m, j+n)·W(m, n)", "Y"]
+    kept = KeptFigure()  # one figure: the matrices keep their shapes, only numbers change
+
     def draw(r: dict) -> Figure:
-        fig = viz.show_matrices([x, w, r["products"], y], ["X", "W", "X(i+m, j+n)·W(m, n)", "Y"],
-                                between=["∗", "→", "Σ"], suptitle=" ")
+        arrays = [x, w, r["products"], y]
+        fig, new = kept.get(None, lambda: viz.show_matrices(arrays, titles, suptitle=" ",
+                                                            between=["∗", "→", "Σ"]))
+        if not new:
+            for ax, a, title in zip(fig.axes, arrays, titles, strict=True):
+                clear_artists(ax)
+                viz.show_matrix(a, title, ax=ax)
         viz.outline(fig.axes[0], r["i"], r["j"], k, k)
         viz.outline(fig.axes[3], r["i"], r["j"], 1, 1)
         fig.suptitle(r["text"], fontsize=11)
@@ -131,11 +148,50 @@ def _compute_conv(image: str, filter: str, kernel_size: int, stride: int, paddin
             "stride": stride, "padding": padding, "dilation": dilation, "filter": filter}
 
 
-def _draw_conv(r: dict) -> Figure:
-    fig, (ax_in, ax_w, ax_out) = plt.subplots(
-        1, 3, figsize=(9.6, 3.9), gridspec_kw={"width_ratios": [1.2, 0.8, 1.2], "left": 0.02,
-                                              "right": 0.98, "bottom": 0.08, "top": 0.92,
-                                              "wspace": 0.12})
+def _new_conv_figure() -> Figure:
+    fig = Figure(figsize=(9.6, 3.9))
+    fig.subplots(1, 3, gridspec_kw={"width_ratios": [1.2, 0.8, 1.2], "left": 0.02, "right": 0.98,
+                                    "bottom": 0.08, "top": 0.92, "wspace": 0.12})
+    return fig
+
+
+def _conv_drawer() -> Callable[[dict], Figure]:
+    """The explorer's draw: one kept figure, updated in place (``KeptFigure``).
+
+    The kernel panel is a table of numbers up to 5×5 and an image with a colour bar above: one
+    figure for each, built once; a move only replaces the panels' contents.
+    """
+    kept = KeptFigure()
+    colorbars: dict[int, Colorbar] = {}
+
+    def draw(r: dict) -> Figure:
+        matrix = r["kernel"].shape[0] <= 5
+        fig, new = kept.get("matrix" if matrix else "image", _new_conv_figure)
+        try:
+            if not new:
+                for ax in fig.axes[:3]:
+                    clear_artists(ax)
+            im = _draw_conv(r, fig)
+            if not matrix:
+                if new:
+                    colorbars[id(fig)] = fig.colorbar(im, ax=fig.axes[1], fraction=0.046,
+                                                      pad=0.04)
+                else:
+                    colorbars[id(fig)].update_normal(im)
+        except Exception:
+            kept.forget()
+            colorbars.clear()
+            raise
+        return fig
+
+    return draw
+
+
+def _draw_conv(r: dict, fig: Figure | None = None) -> AxesImage | None:
+    """Draw the explorer's three panels into ``fig`` (a new one if ``None``); returns the
+    kernel's image when it is drawn as an image (k > 5), which the colour bar shows."""
+    fig = fig or _new_conv_figure()
+    ax_in, ax_w, ax_out = fig.axes[:3]
     p, s, d = r["padding"], r["stride"], r["dilation"]
     h, w = r["image"].shape
     viz.show_image(r["padded"], f"パディングした入力 {h + 2 * p}×{w + 2 * p}（P = {p}）", ax=ax_in,
@@ -159,12 +215,13 @@ def _draw_conv(r: dict) -> Figure:
     dropped = f"ストライドで捨てられる: {r['dropped'][0]} 行, {r['dropped'][1]} 列"
     ax_in.set_xlabel(dropped + ("（マゼンタ）" if any(r["dropped"]) else ""), fontsize=9)
     name = FILTER_LABELS[r["filter"]]
+    kernel_image = None
     if k <= 5:  # numbers stay readable (and cheap to draw) up to 5×5
         viz.show_matrix(r["kernel"], f"カーネル {k}×{k}: {name}", fmt="{:.2g}", ax=ax_w,
                         cmap="RdBu_r", fontsize=9, symmetric=True)
-    else:
-        viz.show_image(r["kernel"], f"カーネル {k}×{k}: {name}", ax=ax_w, cmap="RdBu_r",
-                       colorbar=True)
+    else:  # the colour bar (made by the caller) shows this image's scale
+        viz.show_image(r["kernel"], f"カーネル {k}×{k}: {name}", ax=ax_w, cmap="RdBu_r")
+        kernel_image = ax_w.images[-1]
     out = r["out"]
     vmax = float(np.abs(out).max()) or 1.0
     cmap, lims = ("RdBu_r", (-vmax, vmax)) if r["filter"] in SIGNED else ("gray", (None, None))
@@ -175,7 +232,7 @@ def _draw_conv(r: dict) -> Figure:
     viz.outline(ax_out, i, j, 1, 1, color="red")
     ax_out.set_xlabel(f"Y({i},{j}) = {r['field_value']:.3f}（入力の赤い枠）", fontsize=9)
     print(r["formula"])  # as text above the figure: rendering it as glyphs doubles the time
-    return fig  # fixed margins: tight_layout would double the drawing time too
+    return kernel_image  # fixed margins: tight_layout would double the drawing time too
 
 
 def conv_explorer(image: str = "photo", filter: str = "sobel x", kernel_size: int = 3,
@@ -198,7 +255,7 @@ def conv_explorer(image: str = "photo", filter: str = "sobel x", kernel_size: in
     }
     rows = [["image", "filter"], ["kernel_size", "stride"], ["padding", "dilation"],
             ["out_row", "out_col"]]
-    return Explorer(controls, _compute_conv, _draw_conv, adapt=_adapt_conv, rows=rows)
+    return Explorer(controls, _compute_conv, _conv_drawer(), adapt=_adapt_conv, rows=rows)
 
 
 # --------------------------------------------------------------------------- colour and edges

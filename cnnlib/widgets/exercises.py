@@ -38,11 +38,10 @@ from cnnlib.widgets._exercise_tools import (
     _array,
     _call,
     _first_difference,
-    _never_raises,
     _numbers,
     _numerical,
+    _reads_any_answer,
     _Unanswered,
-    _unanswered_ok,
     _Wrong,
 )
 
@@ -78,8 +77,7 @@ def _dx_variants(delta: np.ndarray, w: np.ndarray) -> dict[str, np.ndarray]:
 
 
 @exercise
-@_never_raises
-@_unanswered_ok
+@_reads_any_answer
 def check_conv_dx(fn: Callable) -> Feedback:
     """演習: ``fn(delta (F, H_out, W_out), w (F, C, k, k)) -> dX (C, H, W)``; stride 1, P = 0."""
     for case, delta, w, want in _conv_dx_cases():
@@ -136,7 +134,7 @@ def avg_pool_exercise_answer() -> np.ndarray:
 
 
 @exercise
-@_never_raises
+@_reads_any_answer
 def check_max_pool_backward_by_hand(answer: object) -> Feedback:
     """演習: ∂L/∂X (4×4) of 2×2 max pooling (stride 2) of MAXPOOL_EX_X, δ = MAXPOOL_EX_DOUT."""
     got, want = _grid_answer(answer, (4, 4)), max_pool_exercise_answer()
@@ -163,7 +161,7 @@ def check_max_pool_backward_by_hand(answer: object) -> Feedback:
 
 
 @exercise
-@_never_raises
+@_reads_any_answer
 def check_avg_pool_backward_by_hand(answer: object) -> Feedback:
     """演習: ∂L/∂X (3×3) of 2×2 average pooling with stride 1 (overlapping) for AVGPOOL_EX_DOUT."""
     got, want = _grid_answer(answer, (3, 3)), avg_pool_exercise_answer()
@@ -220,8 +218,7 @@ def _window_text(i: int, j: int, k: int, stride: int, padding: int) -> str:
 
 
 @exercise
-@_never_raises
-@_unanswered_ok
+@_reads_any_answer
 def check_conv_forward(fn: Callable) -> Feedback:
     """``fn(x (N,C,H,W), w (F,C,k,k), b (F,), stride, padding) -> out (N,F,H_out,W_out)``."""
     for index in range(len(CONV_GRID)):
@@ -273,8 +270,7 @@ def _conv_loss_of(key: str, arrays: dict[str, np.ndarray], dout: np.ndarray, str
 
 
 @exercise
-@_never_raises
-@_unanswered_ok
+@_reads_any_answer
 def check_conv_backward(fn: Callable) -> Feedback:
     """``fn(dout, x, w, b, stride, padding) -> (dx, dw, db)``, compared array by array."""
     for index in range(len(CONV_GRID)):
@@ -337,8 +333,7 @@ def _pool_case(index: int) -> tuple[str, np.ndarray, int, int]:
 
 
 @exercise
-@_never_raises
-@_unanswered_ok
+@_reads_any_answer
 def check_max_pool_forward(fn: Callable) -> Feedback:
     """``fn(x (N,C,H,W), pool, stride) -> out (N,C,H_out,W_out)``; no padding."""
     for index in range(len(POOL_GRID)):
@@ -374,8 +369,7 @@ def _pool_loss(dout: np.ndarray, pool: int, stride: int, x: np.ndarray) -> float
 
 
 @exercise
-@_never_raises
-@_unanswered_ok
+@_reads_any_answer
 def check_max_pool_backward(fn: Callable) -> Feedback:
     """``fn(dout (N,C,H_out,W_out), x (N,C,H,W), pool, stride) -> dx (N,C,H,W)``."""
     for index in range(len(POOL_GRID)):

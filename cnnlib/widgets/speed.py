@@ -8,7 +8,6 @@
 * ``Timing``, ``speed_table``, ``plot_speed``: the comparison table and its log-scale bar chart.
 * ``cache_demo``: a ``cache=True`` function compiled in one process and loaded in the next.
 * ``relative_error``, ``race_errors``, ``plot_race_errors``: the racy-kernel experiment.
-* ``layer_times``, ``plot_layer_times``: where one training step spends its time.
 * ``check_…``: the notebook's exercises.
 Everything here measures or draws; the kernels being measured are in the notebook or in cnnlib.
 """
@@ -21,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -30,8 +28,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from cnnlib.layers import Sequential
-from cnnlib.losses import softmax_cross_entropy
 from cnnlib.recipe import is_small
 from cnnlib.widgets._answers import (
     Feedback,
@@ -68,8 +64,6 @@ __all__ = [
     "conv_problem",
     "first_and_second_call",
     "is_small",
-    "layer_times",
-    "plot_layer_times",
     "plot_race_errors",
     "plot_speed",
     "race_errors",
@@ -178,56 +172,6 @@ def plot_race_errors(errors: dict[str, Sequence[float]], rounding: float = 1e-4)
     return fig
 
 
-# ----------------------------------------------------------------------- a training step
-
-
-def layer_times(model: Sequential, x: np.ndarray, labels: np.ndarray,
-                repeat: int = 5) -> list[tuple[str, float, float]]:
-    """Median seconds of each layer's forward and backward in one training step.
-
-    Returns ``(name, forward, backward)`` per layer, then ``("loss", …, 0.0)``. The model runs
-    ``repeat`` steps (forward, loss, backward; no update, so the numbers do not drift).
-    """
-    if repeat < 1:
-        raise ValueError(f"repeat は 1 以上です。指定は {repeat} でした")
-    k_layers = len(model.layers)
-    t = np.zeros((repeat, k_layers + 1, 2))
-    for r in range(repeat):
-        h = x
-        for k, layer in enumerate(model.layers):
-            start = time.perf_counter()
-            h = layer.forward(h)
-            t[r, k, 0] = time.perf_counter() - start
-        start = time.perf_counter()
-        _, dout = softmax_cross_entropy(h, labels)
-        t[r, k_layers, 0] = time.perf_counter() - start
-        for k in reversed(range(k_layers)):
-            start = time.perf_counter()
-            dout = model.layers[k].backward(dout)
-            t[r, k, 1] = time.perf_counter() - start
-    median = np.median(t, axis=0)
-    names = [f"{k} {type(layer).__name__}" for k, layer in enumerate(model.layers)] + ["loss"]
-    return [(name, float(f), float(b)) for name, (f, b) in zip(names, median, strict=True)]
-
-
-def plot_layer_times(rows: Sequence[tuple[str, float, float]],
-                     title: str = "学習 1 ステップの時間の内訳") -> Figure:
-    """Stacked horizontal bars (forward, backward) in milliseconds, one per layer."""
-    names = [r[0] for r in rows]
-    fwd = np.array([r[1] for r in rows]) * 1e3
-    bwd = np.array([r[2] for r in rows]) * 1e3
-    fig, ax = plt.subplots(figsize=(7, 0.38 * len(rows) + 1.3))
-    ax.barh(names, fwd, color="C0", label="順伝播（forward）")
-    ax.barh(names, bwd, left=fwd, color="C1", label="逆伝播（backward）")
-    ax.invert_yaxis()
-    total = fwd.sum() + bwd.sum()
-    ax.set_xlabel(f"ミリ秒（1 ステップ合計 {total:.1f} ms）")
-    ax.set_title(title)
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    return fig
-
-
 # ------------------------------------------------------------------------------- exercises
 
 LENET_CONV2 = {"x_shape": (64, 8, 14, 14), "w_shape": (16, 8, 5, 5), "padding": 2}
@@ -235,8 +179,8 @@ LENET_CONV2 = {"x_shape": (64, 8, 14, 14), "w_shape": (16, 8, 5, 5), "padding": 
 
 @exercise
 def check_conv_macs(answer: object) -> Feedback:
-    """演習 1: multiply-adds of LeNet's second convolution (batch 64, 8 → 16 channels, 5×5,
-    padding 2 on 14×14)."""
+    """演習 1: multiply-adds of LeNet's second convolution, the layer of the notebook's § 6.1
+    (batch 64, 8 → 16 channels, 5×5, padding 2 on 14×14)."""
     expected = conv_macs(**LENET_CONV2)
     return check_number(
         answer, expected, f"64·16·14·14·8·5·5 = {expected:,}、約 0.08 GFLOP（積和 1 回で 2 FLOP）",

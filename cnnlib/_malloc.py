@@ -1,0 +1,53 @@
+"""Keep a training step's buffers in the process instead of handing them back after every step.
+
+A training step allocates the same large arrays again and again: each layer's output, the
+im2col-like workspace of a convolution, every gradient (batch 64 of 3×32×32 images: 1–8 MB each).
+glibc's ``malloc`` serves a block above its *mmap threshold* (128 KB at first, raised by itself
+up to 32 MB as blocks are freed) with a fresh ``mmap`` and returns it with ``munmap`` when it is
+freed, and it gives the top of its heap back to the kernel once more than its *trim threshold* is
+free.  Either way the next step's array lands on pages the kernel has to map and zero again: one
+page fault per 4 KB.  Measured in a process of its own on the 2-core VM (``bench_step.py
+--worker 300``, median step, 2026-12-07): the BatchNorm CNN's step took 20.97 ms with glibc's
+defaults and 11.67 ms with both thresholds at 32 MB (the LeNet-like CNN 7.84 → 5.87 ms); the
+mmap threshold alone (22.8 ms) or the trim threshold alone (23.0 ms) did not help, because the
+other one still returns the pages.
+
+So, on glibc, cnnlib sets both thresholds to 32 MB (the largest mmap threshold glibc accepts on
+64-bit), unless the user chose any malloc setting (``MALLOC_*_`` variables or a
+``glibc.malloc`` tunable).  Arrays over 32 MB (a whole dataset) are still mapped and returned
+at once; what a process keeps is at most 32 MB of free heap above its peak of smaller arrays.
+"""
+
+import ctypes
+import os
+import sys
+
+THRESHOLD = 32 * 2**20  # bytes: glibc's ceiling for M_MMAP_THRESHOLD on 64-bit
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers (<malloc.h>)
+USER_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_",
+                 "MALLOC_MMAP_MAX_", "MALLOC_ARENA_MAX")
+
+
+def keep_freed_memory() -> bool:
+    """Raise glibc's mmap and trim thresholds to ``THRESHOLD``; True when both were set.
+
+    Nothing is changed on other C libraries (macOS, Windows, musl), nor when the user set a
+    malloc option of their own.
+    """
+    if not sys.platform.startswith("linux") or _user_chose():
+        return False
+    try:
+        libc = ctypes.CDLL(None)
+        libc.gnu_get_libc_version  # glibc only: musl's mallopt does nothing  # noqa: B018
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    # the trim threshold first: setting the mmap one also stops glibc's own adjustment of both
+    return bool(mallopt(M_TRIM_THRESHOLD, THRESHOLD)) and bool(mallopt(M_MMAP_THRESHOLD,
+                                                                       THRESHOLD))
+
+
+def _user_chose() -> bool:
+    return (any(name in os.environ for name in USER_SETTINGS)
+            or "glibc.malloc" in os.environ.get("GLIBC_TUNABLES", ""))
