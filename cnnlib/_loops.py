@@ -82,11 +82,17 @@ def _in_chunks(kern, T, *args):
             _workers.append(_Worker())
         for t in range(1, T):
             _workers[t - 1].start(kern, (*args, t))
+        errors = []
         try:
             kern(*args, 0)
         finally:
-            for t in range(1, T):
-                _workers[t - 1].wait()
+            for t in range(1, T):  # every worker is waited for, even when one failed
+                try:
+                    _workers[t - 1].wait()
+                except BaseException as error:
+                    errors.append(error)
+        if errors:
+            raise errors[0]
     finally:
         _busy.release()
 
