@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._jit import inline_kernel, numba, serial_kernel
-from ._loops import _add, _copy, _fill, _gemm, _gemm_dots, _in_chunks, _sum, chunk_kernel
+from ._jit import chunk_kernel, inline_kernel, numba, serial_kernel
+from ._loops import _add, _copy, _fill, _gemm, _gemm_dots, _in_chunks, _sum
 
 # How it works.
 #

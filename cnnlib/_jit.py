@@ -2,7 +2,17 @@
 
 ``kernel`` is ``njit(parallel=True, cache=True)``: compiled once per dtype, cached on disk
 (``python -m cnnlib.warmup`` fills the cache), no blanket ``fastmath`` so results match NumPy.
-``prange`` is re-exported so kernels import both names from here.
+``prange`` is re-exported so kernels import both names from here. The readable kernels (the
+lecture's loops) are ``kernel``s with ``prange``. The fast kernels of the convolution, batch norm,
+2×2 max pooling and the activations are ``chunk_kernel``s instead: serial loops over chunk t of T
+that release the GIL, run one chunk per thread by ``_loops._in_chunks`` on cnnlib's own worker
+threads, which sleep on a lock while idle. Numba's parallel compiler is what makes a cold start
+slow (issue 11: the two fast conv kernels took 12.8 s to compile per dtype with ``prange``, 6.6 s
+as chunk kernels; notebook 01's Run All from an empty cache 20.6 → 10.5 s), and the chunk
+kernels run as fast (conv2d forward + backward 1.20 / 3.13 / 2.54 ms against 1.30 / 3.31 /
+2.70 ms on bench_conv's three shapes, no pause, quiet); a hand-over to a worker costs about
+70 µs against OpenMP's 4 µs, so small arrays stay in one chunk. How many chunks:
+``numba.get_num_threads()``, so ``numba.set_num_threads`` governs both kinds.
 
 How idle worker threads wait decides cnnlib's speed where students run it: one Jupyter kernel in
 which NumPy (OpenBLAS's thread pool), cnnlib (Numba's OpenMP pool) and sometimes PyTorch (its
@@ -167,6 +177,7 @@ _malloc.keep_freed_memory()
 
 import warnings  # noqa: E402
 
+import numba  # noqa: E402, F401  (after the environment is set; other modules import it from here)
 from numba import njit, prange  # noqa: E402
 from numba.core import event as _event  # noqa: E402
 
@@ -230,5 +241,8 @@ inline_kernel = njit(inline="always", cache=_disk_cache)
 # fused multiply-adds (``contract``); the result differs from a left-to-right sum only in
 # rounding.  Only for kernels whose docstring says they sum in pieces.
 sum_kernel = njit(cache=_disk_cache, fastmath={"reassoc", "contract"})
+# The fast kernels' chunks: serial, and without the GIL, so that _loops._in_chunks can run one
+# chunk per thread on cnnlib's own workers (compiles in about half the time of a prange nest).
+chunk_kernel = njit(nogil=True, cache=_disk_cache)
 
-__all__ = ["inline_kernel", "kernel", "prange", "serial_kernel", "sum_kernel"]
+__all__ = ["chunk_kernel", "inline_kernel", "kernel", "prange", "serial_kernel", "sum_kernel"]

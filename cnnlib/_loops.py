@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import threading
 
-from . import _jit
 from ._jit import numba, serial_kernel, sum_kernel  # numba as _jit loads it, after its settings
 
 # Threads without Numba's parallel compiler. ``njit(parallel=True)`` costs 0.4 s of compilation
@@ -21,9 +20,6 @@ from ._jit import numba, serial_kernel, sum_kernel  # numba as _jit loads it, af
 # see _jit.py). As many chunks as Numba would use threads (``numba.get_num_threads()``, so
 # ``numba.set_num_threads(1)`` makes them serial too). The price: handing a chunk to a worker
 # and back costs about 70 µs (OpenMP's prange about 4 µs), so small arrays stay in one chunk.
-
-chunk_kernel = numba.njit(nogil=True, cache=_jit._disk_cache)
-
 
 def _chunks(items: int, size: int, per_thread: int) -> int:
     """How many chunks: one per thread (at most ``items``), each with ≥ per_thread of ``size``."""

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._loops import _chunks, _in_chunks, chunk_kernel
+from ._jit import chunk_kernel
+from ._loops import _chunks, _in_chunks
 
 # The channels are split into one chunk per thread (``_loops._in_chunks``; serial functions
 # compile in a fraction of the time a prange loop takes, issue 11); small arrays in one chunk.

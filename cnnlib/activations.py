@@ -26,7 +26,8 @@ from ._check import (
     check_dout,
     check_method,
 )
-from ._loops import _chunks, _in_chunks, chunk_kernel
+from ._jit import chunk_kernel
+from ._loops import _chunks, _in_chunks
 
 _PER_THREAD = 32768  # values: a smaller array runs in one piece (waking a thread costs more)
 

@@ -26,8 +26,8 @@ from ._check import (
     check_ndim,
     check_pool_padding,
 )
-from ._jit import kernel, prange, serial_kernel
-from ._loops import _chunks, _in_chunks, chunk_kernel
+from ._jit import chunk_kernel, kernel, prange, serial_kernel
+from ._loops import _chunks, _in_chunks
 
 __all__ = [
     "AvgPool2dCache",

@@ -238,6 +238,7 @@ def test_first_code_cell_installs_cnnlib_on_colab_only(notebook: Path) -> None:
     install = next((line for line in source.splitlines() if "pip install" in line), "")
     assert f"git+{REPO_URL}" in install, f"install cnnlib from git+{REPO_URL}: {install!r}"
     assert "--no-deps" in install, "Colab's numpy, matplotlib and ipywidgets must be left alone"
+    assert "matplotlib-fontja" in install, "Colab has no Japanese font: the figures need one"
     # Colab's kernel is Google's own: the ipykernel pin (issue 15) does not apply there, and the
     # cell says so instead of replacing it.
     assert "ipykernel" not in install, f"leave Colab's kernel alone: {install!r}"
