@@ -93,6 +93,29 @@ def _in_chunks(kern, T, *args):
         _busy.release()
 
 
+def _in_sample_pieces(kern, args: tuple, batched: tuple[int, ...], per_thread: int) -> None:
+    """``kern(*args)`` with the batch split into one piece of samples per thread.
+
+    The arrays at the positions ``batched`` are cut along their first axis (the samples; a cut
+    of a C-contiguous array stays C-contiguous, so the kernel is not compiled again), the other
+    arguments are passed whole. Only for kernels in which every sample owns its rows of every
+    output. A batch of fewer than ``per_thread`` values per thread stays in one piece.
+    """
+    first = args[batched[0]]
+    T = _chunks(first.shape[0], first.size, per_thread)
+    if T == 1:
+        kern(*args)
+    else:
+        _in_chunks(_sample_piece, T, kern, args, batched, T)
+
+
+def _sample_piece(kern, args: tuple, batched: tuple[int, ...], T: int, t: int) -> None:
+    """Piece t of T: ``kern`` on the samples t·N/T up to (t + 1)·N/T of the batched arrays."""
+    N = args[batched[0]].shape[0]
+    lo, hi = t * N // T, (t + 1) * N // T
+    kern(*[a[lo:hi] if k in batched else a for k, a in enumerate(args)])
+
+
 def _forget_workers():
     global _busy
     _workers.clear()  # a forked child has no worker threads: start new ones when needed

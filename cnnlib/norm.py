@@ -36,7 +36,10 @@ from ._check import (
     check_ndim,
     float_dtype,
 )
-from ._jit import kernel, prange
+from ._jit import chunk_kernel, kernel, prange
+from ._loops import _in_sample_pieces
+
+_PER_THREAD = 16384  # values of x: fewer per thread, and waking a thread costs more than it saves
 
 __all__ = [
     "BatchNormCache",
@@ -122,7 +125,8 @@ def batch_norm_forward(
     out = np.empty_like(x)
     if method == "readable":
         batch_norm_stats_kernel(x, eps, mean, var, rstd)
-        batch_norm_apply_kernel(x, mean, rstd, gamma, beta, out)
+        _in_sample_pieces(batch_norm_apply_kernel, (x, mean, rstd, gamma, beta, out), (0, 5),
+                          _PER_THREAD)
     else:
         _norm_fast.batch_norm_forward_kernel(x, gamma, beta, eps, out, mean, var, rstd)
     return out, BatchNormCache(x, gamma, mean, var, rstd, method)
@@ -150,10 +154,12 @@ def batch_norm_stats_kernel(x, eps, mean, var, rstd):
         rstd[c] = 1.0 / np.sqrt(squares / count + eps)
 
 
-@kernel
+@chunk_kernel
 def batch_norm_apply_kernel(x, mean, rstd, gamma, beta, out):
     N, C, H, W = x.shape
-    for c in prange(C):  # each iteration owns the channel out[:, c]
+    # serial (it compiles in a fraction of a prange loop's time); every sample is independent
+    # here, so the callers run a piece of the batch on each thread
+    for c in range(C):  # each iteration owns the channel out[:, c]
         mu, r, g, b = mean[c], rstd[c], gamma[c], beta[c]
         for n in range(N):
             for h in range(H):
@@ -183,7 +189,8 @@ def batch_norm_inference(
         raise ValueError("running_var has negative entries; a variance must be >= 0")
     rstd = 1 / np.sqrt(running_var + eps)  # (C,), in x's dtype
     out = np.empty_like(x)
-    batch_norm_apply_kernel(x, running_mean, rstd, gamma, beta, out)
+    _in_sample_pieces(batch_norm_apply_kernel, (x, running_mean, rstd, gamma, beta, out), (0, 5),
+                      _PER_THREAD)
     return out
 
 
@@ -316,18 +323,21 @@ def group_norm_forward(
     out = np.empty_like(x)
     mean = np.empty((x.shape[0], groups), dtype=x.dtype)
     rstd = np.empty_like(mean)
-    group_norm_kernel(x, gamma, beta, eps, out, mean, rstd)
+    args = (x, gamma, beta, eps, out, mean, rstd)
+    _in_sample_pieces(group_norm_kernel, args, (0, 4, 5, 6), _PER_THREAD)
     return out, GroupNormCache(x, gamma, mean, rstd)
 
 
-@kernel
+@chunk_kernel
 def group_norm_kernel(x, gamma, beta, eps, out, mean, rstd):
     N, C, H, W = x.shape
     G = mean.shape[1]
     C_g = C // G  # channels per group
     count = C_g * H * W
     # each iteration owns group g of sample n: out[n, g·C_g:(g+1)·C_g], mean[n, g], rstd[n, g]
-    for ng in prange(N * G):
+    # (serial: it compiles in a fraction of a prange loop's time; group_norm_forward runs a
+    # piece of the batch on each thread)
+    for ng in range(N * G):
         n, g = ng // G, ng % G
         total = 0.0  # float64 on purpose, also for float32 x (see the module docstring)
         for c in range(g * C_g, (g + 1) * C_g):
@@ -371,26 +381,25 @@ def _group_norm_backward(
     dout = check_dout(dout, cache.x.shape, cache.x.dtype, layer)
     N, C = cache.x.shape[:2]
     dx = np.empty_like(cache.x)
-    # per-sample parts, summed over n below, so that the kernel's prange over samples is race-free
+    # per-sample parts, summed over n below, so that pieces of the batch on threads are race-free
     dgamma_parts = np.empty((N, C))  # float64, like every long sum here
     dbeta_parts = np.empty((N, C))
-    group_norm_backward_kernel(
-        dout, cache.x, cache.gamma, cache.mean, cache.rstd, dx, dgamma_parts, dbeta_parts
-    )
+    args = (dout, cache.x, cache.gamma, cache.mean, cache.rstd, dx, dgamma_parts, dbeta_parts)
+    _in_sample_pieces(group_norm_backward_kernel, args, (0, 1, 3, 4, 5, 6, 7), _PER_THREAD)
     dgamma = dgamma_parts.sum(axis=0).astype(cache.x.dtype)
     dbeta = dbeta_parts.sum(axis=0).astype(cache.x.dtype)
     return dx, dgamma, dbeta
 
 
-@kernel
+@chunk_kernel
 def group_norm_backward_kernel(dout, x, gamma, mean, rstd, dx, dgamma_parts, dbeta_parts):
     N, C, H, W = x.shape
     G = mean.shape[1]
     C_g = C // G
     count = C_g * H * W
     # each iteration owns group g of sample n: dx[n, g·C_g:(g+1)·C_g] and the same columns of
-    # row n in dgamma_parts and dbeta_parts
-    for ng in prange(N * G):
+    # row n in dgamma_parts and dbeta_parts (serial, run a piece of the batch per thread)
+    for ng in range(N * G):
         n, g = ng // G, ng % G
         mu, r = mean[n, g], rstd[n, g]
         sum_dx_hat = 0.0  # float64 on purpose, also for float32 x

@@ -27,7 +27,7 @@ from ._check import (
     check_pool_padding,
 )
 from ._jit import chunk_kernel, kernel, prange, serial_kernel
-from ._loops import _chunks, _in_chunks
+from ._loops import _chunks, _in_chunks, _in_sample_pieces
 
 __all__ = [
     "AvgPool2dCache",
@@ -292,16 +292,19 @@ def avg_pool2d_forward(
     check_method(method)
     x, (KH, KW), (sh, sw), (ph, pw), out_shape = _pool_args(x, kernel_size, stride, padding)
     out = np.empty(out_shape, dtype=x.dtype)
-    avg_pool2d_kernel(x, KH, KW, sh, sw, ph, pw, x.dtype.type(KH * KW), out)
+    args = (x, KH, KW, sh, sw, ph, pw, x.dtype.type(KH * KW), out)
+    _in_sample_pieces(avg_pool2d_kernel, args, (0, 8), _PER_THREAD)
     cache = AvgPool2dCache(x.shape, x.dtype, out_shape, (KH, KW), (sh, sw), (ph, pw))
     return out, cache
 
 
-@kernel
+@chunk_kernel
 def avg_pool2d_kernel(x, KH, KW, sh, sw, ph, pw, area, out):
     N, C, H, W = x.shape
     H_out, W_out = out.shape[2], out.shape[3]
-    for nc in prange(N * C):  # each iteration owns the plane (n, c) of out
+    # a serial loop (it compiles in a fraction of a prange loop's time); the samples are
+    # independent, so avg_pool2d_forward runs a piece of the batch on each thread
+    for nc in range(N * C):  # each iteration owns the plane (n, c) of out
         n, c = nc // C, nc % C
         for i in range(H_out):
             for j in range(W_out):
@@ -324,17 +327,19 @@ def avg_pool2d_backward(dout: np.ndarray, cache: AvgPool2dCache) -> np.ndarray:
     dout = check_dout(dout, cache.out_shape, cache.dtype, "avg_pool2d")
     (KH, KW), (sh, sw), (ph, pw) = cache.kernel_size, cache.stride, cache.padding
     dx = np.zeros(cache.x_shape, dtype=cache.dtype)
-    avg_pool2d_backward_kernel(dout, KH, KW, sh, sw, ph, pw, cache.dtype.type(KH * KW), dx)
+    args = (dout, KH, KW, sh, sw, ph, pw, cache.dtype.type(KH * KW), dx)
+    _in_sample_pieces(avg_pool2d_backward_kernel, args, (0, 8), _PER_THREAD)
     return dx
 
 
-@kernel
+@chunk_kernel
 def avg_pool2d_backward_kernel(dout, KH, KW, sh, sw, ph, pw, area, dx):
     N, C, H_out, W_out = dout.shape
     H, W = dx.shape[2], dx.shape[3]
     # each iteration owns the plane dx[n, c]: overlapping windows "+=" into the same element
     # from different (i, j), which is race-free because no other iteration touches that plane
-    for nc in prange(N * C):
+    # (avg_pool2d_backward runs a piece of the batch on each thread)
+    for nc in range(N * C):
         n, c = nc // C, nc % C
         for i in range(H_out):
             for j in range(W_out):

@@ -378,3 +378,21 @@ def test_cache_contents():
     assert_allclose(cache.rstd, 1 / np.sqrt(cache.var.astype(np.float64) + 1e-5), rtol=1e-6)
     _, cache = layer_norm_forward(x, gamma, beta)
     assert isinstance(cache, GroupNormCache) and cache.mean.shape == (2, 1)
+
+
+def test_group_norm_and_readable_batch_norm_split_over_threads_match_the_reference():
+    # Issue 11 (cold start): the group-norm kernels and batch norm's readable apply kernel are
+    # serial, and the functions run one piece of the batch per thread; this batch is split.
+    from cnnlib._loops import _chunks
+    from cnnlib.norm import _PER_THREAD
+
+    x, gamma, beta, dout = random_problem((8, 6, 32, 32), seed=23, dtype=np.float64)
+    if _chunks(x.shape[0], x.size, _PER_THREAD) < 2:
+        pytest.skip("one thread only: nothing is split")
+    out, cache = group_norm_forward(x, gamma, beta, 3)
+    assert_allclose(out, ref.group_norm(x, gamma, beta, 3), rtol=1e-10, atol=1e-10)
+    for got, want in zip(group_norm_backward(dout, cache),
+                         ref.group_norm_backward(dout, x, gamma, 3), strict=True):
+        assert_allclose(got, want, rtol=1e-9, atol=1e-9)
+    out, _ = batch_norm_forward(x, gamma, beta, method="readable")
+    assert_allclose(out, ref.batch_norm(x, gamma, beta), rtol=1e-10, atol=1e-10)

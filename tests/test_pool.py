@@ -366,3 +366,19 @@ def test_read_only_input_compiles_no_second_kernel():
     got, _ = max_pool2d_forward(x, 2)
     assert len(_max_2x2_planes.signatures) == before
     assert_array_equal(got, want)
+
+
+def test_average_pooling_split_over_threads_matches_the_reference():
+    # Issue 11 (cold start): the average-pooling kernels are serial, and the functions run one
+    # piece of the batch per thread; a batch this size is split in two.
+    from cnnlib._loops import _chunks
+    from cnnlib.pool import _PER_THREAD
+
+    x = np.random.default_rng(21).standard_normal((8, 4, 32, 32)).astype(np.float32)
+    if _chunks(x.shape[0], x.size, _PER_THREAD) < 2:
+        pytest.skip("one thread only: nothing is split")
+    out, cache = avg_pool2d_forward(x, 3, 2, 1)
+    assert_allclose(out, ref.avg_pool2d(x, 3, 2, 1), rtol=1e-5, atol=1e-6)
+    dout = np.random.default_rng(22).standard_normal(out.shape).astype(np.float32)
+    assert_allclose(avg_pool2d_backward(dout, cache), ref.avg_pool2d_backward(dout, x, 3, 2, 1),
+                    rtol=1e-5, atol=1e-6)
