@@ -35,7 +35,7 @@ PORT = int(os.environ.get("CNNLIB_HUB_PORT", "8000"))
 
 # Per student, as KubeSpawner sets them (z2jh: singleuser.cpu / singleuser.memory). Measured
 # (benchmarks/bench_class.py, README): server + kernel hold about 400 MB after notebook 01, and a
-# slider move costs about 0.13 CPU seconds; notebook 06, which trains on all of Fashion-MNIST,
+# slider move costs about 0.1 CPU seconds; notebook 06, which trains on all of Fashion-MNIST,
 # took its kernel to 1.23 GB, hence a 2 GB limit. One CPU at most, so that a student's Run All
 # is quick when the machine has room; 0.2 reserved: a student moving a slider every second or so
 # uses 0.1 CPU, and a core loaded to half answers about as fast as an idle one (5 per core).
