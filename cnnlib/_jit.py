@@ -3,16 +3,17 @@
 ``kernel`` is ``njit(parallel=True, cache=True)``: compiled once per dtype, cached on disk
 (``python -m cnnlib.warmup`` fills the cache), no blanket ``fastmath`` so results match NumPy.
 ``prange`` is re-exported so kernels import both names from here. The readable kernels (the
-lecture's loops) are ``kernel``s with ``prange``. The fast kernels of the convolution, batch norm,
-2×2 max pooling and the activations are ``chunk_kernel``s instead: serial loops over chunk t of T
-that release the GIL, run one chunk per thread by ``_loops._in_chunks`` on cnnlib's own worker
-threads, which sleep on a lock while idle. Numba's parallel compiler is what makes a cold start
-slow (issue 11: the two fast conv kernels took 12.8 s to compile per dtype with ``prange``, 6.6 s
-as chunk kernels; notebook 01's Run All from an empty cache 20.6 → 10.5 s), and the chunk
-kernels run as fast (conv2d forward + backward 1.20 / 3.13 / 2.54 ms against 1.30 / 3.31 /
-2.70 ms on bench_conv's three shapes, no pause, quiet); a hand-over to a worker costs about
-70 µs against OpenMP's 4 µs, so small arrays stay in one chunk. How many chunks:
-``numba.get_num_threads()``, so ``numba.set_num_threads`` governs both kinds.
+lecture's loops the notebooks show) are ``kernel``s with ``prange``. The fast kernels of the
+convolution, batch norm, 2×2 max pooling and the activations, and the kernels of average pooling
+and group norm, are ``chunk_kernel``s instead: serial loops that release the GIL, run on one
+chunk (or one piece of the batch, ``_loops._in_sample_pieces``) per thread by
+``_loops._in_chunks`` on cnnlib's own worker threads, which sleep on a lock while idle.
+Numba's parallel compiler is what makes a cold start slow (issue 11: the two fast conv kernels took
+12.8 s to compile per dtype with ``prange``, 6.6 s as chunk kernels; notebook 01's Run All from an
+empty cache 20.6 → 10.5 s), and the chunk kernels run as fast (conv2d forward + backward 1.20 / 3.13
+/ 2.54 ms against 1.30 / 3.31 / 2.70 ms on bench_conv's three shapes, no pause, quiet); a hand-over
+to a worker costs about 70 µs against OpenMP's 4 µs, so small arrays stay in one chunk. How many
+chunks: ``numba.get_num_threads()``, so ``numba.set_num_threads`` governs both kinds.
 
 How idle worker threads wait decides cnnlib's speed where students run it: one Jupyter kernel in
 which NumPy (OpenBLAS's thread pool), cnnlib (Numba's OpenMP pool) and sometimes PyTorch (its
@@ -46,20 +47,22 @@ cnnlib therefore makes every pool it can reach sleep as soon as its work is done
    kernel and faulting them in again in the next step (``_malloc.py``: the BatchNorm CNN's step
    20.97 → 11.67 ms in a process of its own).
 
-Measured (conv2d forward + backward, NumPy im2col time / cnnlib time, median of interleaved
-rounds, no pause, 2026-12-07): 8.30×, 6.61×, 3.45× on bench_conv's three shapes with these
-settings (3.27× on the 3×3 shape with PyTorch imported after cnnlib and used), against 0.96×
-and 0.51× on the two larger ones as cnnlib was before (cnnlib 20–24 ms per call), and 1.81× on
-the 3×3 shape with passive OpenMP alone (OpenBLAS still spinning: cnnlib at its one-thread
-time). NumPy stays as fast as it was: a 1024² float32 / float64 product took
-6.77 / 14.48 ms before ``import cnnlib`` and 6.55 / 14.13 ms after (6.48 / 14.06 ms right after
-a cnnlib call). The alternatives, measured in the same runs: OpenMP spinning with OpenBLAS fixed
+Measured after all of the above (no pause, quiet, 2026-12-07 18:00; ``benchmarks/README.md``):
+8.28×, 5.67×, 3.33× NumPy im2col, and 3.06× on the 3×3 shape with PyTorch imported first.
+Measured before the chunk kernels (conv2d forward + backward, NumPy im2col time / cnnlib time,
+median of interleaved rounds, no pause, 2026-12-07 16:05): 8.30×, 6.61×, 3.45× on bench_conv's
+three shapes with these settings (3.27× on the 3×3 shape with PyTorch imported after cnnlib and
+used), against 0.96× and 0.51× on the two larger ones as cnnlib was before (cnnlib 20–24 ms per
+call), and 1.81× on the 3×3 shape with passive OpenMP alone (OpenBLAS still spinning: cnnlib at
+its one-thread time). NumPy stays as fast as it was: a 1024² float32 / float64 product took 6.77
+/ 14.48 ms before ``import cnnlib`` and 6.55 / 14.13 ms after (6.48 / 14.06 ms right after a
+cnnlib call). The alternatives, measured in the same runs: OpenMP spinning with OpenBLAS fixed
 was fastest on a quiet machine (3.70×) but slowed NumPy's next product (7.04 → 10.97 ms) and
 collapsed again once other jobs ran (1.03×); NumPy single-threaded
 (``threadpoolctl.threadpool_limits(1)``) doubles the 1024² product (14.64 / 29.17 ms) and left
-the 3×3 shape at 1.90×. Spinning is faster
-only on a quiet machine for bursts of parallel loops after pauses (3.1 against 4.7 ms per
-training step, ``bench_wait_policy.py``), which is not how a notebook alternates libraries.
+the 3×3 shape at 1.90×. Spinning is faster only on a quiet machine for bursts of parallel loops
+after pauses (3.1 against 4.7 ms per training step, ``bench_wait_policy.py``), which is not how
+a notebook alternates libraries.
 
 Threads only help when there are no more of them than CPUs the process may use.  A JupyterHub
 or Binder container often sees all of a large node's cores but may use only a few (its CPU

@@ -96,10 +96,11 @@ def _in_chunks(kern, T, *args):
 def _in_sample_pieces(kern, args: tuple, batched: tuple[int, ...], per_thread: int) -> None:
     """``kern(*args)`` with the batch split into one piece of samples per thread.
 
-    The arrays at the positions ``batched`` are cut along their first axis (the samples; a cut
-    of a C-contiguous array stays C-contiguous, so the kernel is not compiled again), the other
-    arguments are passed whole. Only for kernels in which every sample owns its rows of every
-    output. A batch of fewer than ``per_thread`` values per thread stays in one piece.
+    The arrays at the positions ``batched`` are cut along their first axis (the samples, or the
+    values of flat arrays; a cut of a C-contiguous array stays C-contiguous, so the kernel is not
+    compiled again), the other arguments are passed whole. Only for kernels in which every
+    sample owns its rows of every output. Fewer than ``per_thread`` values per thread stay in
+    one piece.
     """
     first = args[batched[0]]
     T = _chunks(first.shape[0], first.size, per_thread)

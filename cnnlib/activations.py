@@ -27,7 +27,7 @@ from ._check import (
     check_method,
 )
 from ._jit import chunk_kernel
-from ._loops import _chunks, _in_chunks
+from ._loops import _in_sample_pieces
 
 _PER_THREAD = 32768  # values: a smaller array runs in one piece (waking a thread costs more)
 
@@ -36,21 +36,14 @@ def _run(elementwise_kernel, first: np.ndarray, *rest) -> np.ndarray:
     """Call an elementwise kernel on flat views; the result has the shape and dtype of ``first``.
 
     ``rest`` holds further arrays (flattened the same way) and typed scalars such as ``alpha``.
+    A large array is cut into one piece per thread (``_loops._in_sample_pieces``).
     """
     result = np.empty(first.shape, first.dtype)  # C order, so reshape(-1) is a view
-    flat = [a.reshape(-1) if isinstance(a, np.ndarray) else a for a in (first, *rest, result)]
-    T = _chunks(first.size, first.size, _PER_THREAD)
-    if T == 1:
-        elementwise_kernel(*flat)
-    else:
-        _in_chunks(_piece, T, elementwise_kernel, flat, T)
+    flat = tuple(a.reshape(-1) if isinstance(a, np.ndarray) else a
+                 for a in (first, *rest, result))
+    arrays = tuple(k for k, a in enumerate(flat) if isinstance(a, np.ndarray))
+    _in_sample_pieces(elementwise_kernel, flat, arrays, _PER_THREAD)
     return result
-
-
-def _piece(elementwise_kernel, flat: list, T: int, t: int) -> None:
-    """Piece t of T: the kernel on the values t·size/T up to (t + 1)·size/T of every array."""
-    lo, hi = t * flat[0].size // T, (t + 1) * flat[0].size // T
-    elementwise_kernel(*[a[lo:hi] if isinstance(a, np.ndarray) else a for a in flat])
 
 
 def _check_backward(dout: object, cache: tuple, cache_type: type, layer: str) -> np.ndarray:
