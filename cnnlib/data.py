@@ -121,13 +121,14 @@ _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 
 # --------------------------------------------------------------------------- IDX files
 
 
-def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
+def parse_idx(data: bytes, name: str = "<bytes>", limit: int | None = None) -> np.ndarray:
     """Decode the bytes of an (uncompressed) IDX file into an array.
 
     Layout: two zero bytes, a type code (0x08 = uint8, ... 0x0E = float64), the number of
     dimensions ``ndim``, ``ndim`` big-endian uint32 sizes, then the values in C order.
-    ``name`` only appears in error messages. Raises ``CorruptFileError`` when the header is
-    invalid or the number of bytes does not match the sizes.
+    ``name`` only appears in error messages. ``limit`` keeps the first ``limit`` items along
+    the first axis (``data`` may then stop after them). Raises ``CorruptFileError`` when the
+    header is invalid or the number of bytes does not match the sizes.
     """
     if len(data) < 4 or data[0] != 0 or data[1] != 0:
         raise CorruptFileError(f"{name} is not an IDX file (it does not start with 00 00)")
@@ -138,34 +139,66 @@ def parse_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
     if len(data) < header:
         raise CorruptFileError(f"{name} ends inside its IDX header ({len(data)} bytes)")
     shape = tuple(int(s) for s in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
+    if limit is not None and ndim:
+        shape = (min(shape[0], as_int(limit, "limit", 0)), *shape[1:])
     dtype = np.dtype(_IDX_DTYPES[code])
-    expected = header + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if len(data) != expected:
+    count = int(np.prod(shape, dtype=np.int64))
+    expected = header + count * dtype.itemsize
+    if len(data) != expected and (limit is None or len(data) < expected):
         raise CorruptFileError(
             f"{name} should hold {expected} bytes for shape {shape}, but holds {len(data)}"
         )
-    return (
-        np.frombuffer(data, dtype=dtype, offset=header)
-        .reshape(shape)
-        .astype(dtype.newbyteorder("="))
-    )
+    values = np.frombuffer(data, dtype=dtype, count=count, offset=header).reshape(shape)
+    return values.astype(dtype.newbyteorder("="))
 
 
-def read_idx(path: str | os.PathLike) -> np.ndarray:
+def read_idx(path: str | os.PathLike, limit: int | None = None) -> np.ndarray:
     """Read an IDX file, gzip-compressed (``.gz``) or not, into an array.
 
-    Raises ``CorruptFileError`` (naming the file and what to do) if it is truncated or corrupt.
+    ``limit`` reads only the first ``limit`` items along the first axis: a gzip file is then
+    decompressed only as far as they go, so its checksum (which covers the whole file) is not
+    checked. Raises ``CorruptFileError`` (naming the file and what to do) if it is truncated or
+    corrupt.
     """
     path = Path(path)
     raw = path.read_bytes()
     try:
-        data = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
-        return parse_idx(data, str(path))
+        if raw[:2] != b"\x1f\x8b":
+            data = raw
+        elif limit is None:
+            data = gzip.decompress(raw)
+        else:
+            data = _gunzip_items(raw, as_int(limit, "limit", 0))
+        return parse_idx(data, str(path), limit)
     except (OSError, EOFError, zlib.error, CorruptFileError) as exc:
         raise CorruptFileError(
             f"{path} is truncated or corrupt ({exc}). Delete it and load again: cnnlib then "
             "uses the next copy it finds, or downloads a fresh one into its cache."
         ) from None
+
+
+def _gunzip_items(raw: bytes, limit: int) -> bytes:
+    """The start of a gzip-compressed IDX file: its header and its first ``limit`` items."""
+    stream = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)  # 16 +: a gzip header and trailer
+
+    def more(n: int) -> bytes:  # up to n more bytes of the decompressed file
+        return stream.decompress(stream.unconsumed_tail, n) if n > 0 else b""
+
+    data = stream.decompress(raw, 4)
+    if len(data) < 4 or data[2] not in _IDX_DTYPES:
+        return data  # parse_idx says what is wrong
+    data += more(4 * data[3])
+    if len(data) < 4 + 4 * data[3]:
+        return data
+    shape = np.frombuffer(data, dtype=">u4", count=data[3], offset=4)
+    item = int(np.prod(shape[1:], dtype=np.int64)) * np.dtype(_IDX_DTYPES[data[2]]).itemsize
+    needed = len(data) + min(limit, int(shape[0]) if shape.size else 1) * item
+    while len(data) < needed:
+        chunk = more(needed - len(data))
+        if not chunk:
+            break  # the file ends early: parse_idx reports the missing bytes
+        data += chunk
+    return data
 
 
 # --------------------------------------------------------------------------- finding the files
@@ -281,13 +314,14 @@ def _locate(ds: _Dataset, split: str, download: bool, progress: bool) -> tuple[P
 
 
 def _load(
-    ds: _Dataset, split: str, download: bool, progress: bool
+    ds: _Dataset, split: str, download: bool, progress: bool, limit: int | None
 ) -> tuple[np.ndarray, np.ndarray]:
     if split not in _SPLIT_PREFIX:
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    limit = None if limit is None else as_int(limit, "limit", 0)
     image_path, label_path = _locate(ds, split, download, progress)
     try:
-        images, labels = read_idx(image_path), read_idx(label_path)
+        images, labels = read_idx(image_path, limit), read_idx(label_path, limit)
     except CorruptFileError as exc:
         if ds.apt_package and image_path.parent in {Path(d) for d in ds.system_dirs}:
             raise CorruptFileError(
@@ -305,30 +339,34 @@ def _load(
             f"{label_path} holds {labels.dtype} data of shape {labels.shape}; expected "
             f"{images.shape[0]} labels 0-9 to match {image_path.name}"
         )
-    # (N, 28, 28) uint8 -> (N, 1, 28, 28) float32 in [0, 1]
-    x = (images.astype(np.float32) / np.float32(255))[:, None]
+    # (N, 28, 28) uint8 -> (N, 1, 28, 28) float32 in [0, 1], in one pass: the 188 MB of the
+    # training images are written once (fresh pages cost time, 1.4 s for astype, then / 255)
+    x = np.divide(images[:, None], np.float32(255), dtype=np.float32)
     return x, labels.astype(np.int64)
 
 
 def load_fashion_mnist(
-    split: str = "train", download: bool = True, progress: bool = True
+    split: str = "train", download: bool = True, progress: bool = True,
+    limit: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Zalando's Fashion-MNIST: 28×28 grey photos of clothes in 10 classes.
 
     Returns ``images`` float32 ``(N, 1, 28, 28)`` in [0, 1] and ``labels`` int64 ``(N,)``
-    (names in ``FASHION_MNIST_CLASSES``); N = 60000 for ``split="train"``, 10000 for "test".
+    (names in ``FASHION_MNIST_CLASSES``); N = 60000 for ``split="train"``, 10000 for "test",
+    or the first ``limit`` of them (only those are decompressed and converted: quicker).
     Search order and download: see the module docstring. Raises ``DatasetNotFoundError`` when
     no copy exists and none can be downloaded, ``CorruptFileError`` for a broken file.
     Notebook 06 trains on it.
     """
-    return _load(_FASHION_MNIST, split, download, progress)
+    return _load(_FASHION_MNIST, split, download, progress, limit)
 
 
 def load_mnist(
-    split: str = "train", download: bool = True, progress: bool = True
+    split: str = "train", download: bool = True, progress: bool = True,
+    limit: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """LeCun's MNIST handwritten digits, in the same format as ``load_fashion_mnist``."""
-    return _load(_MNIST, split, download, progress)
+    return _load(_MNIST, split, download, progress, limit)
 
 
 # --------------------------------------------------------------------------- synthetic shapes

@@ -61,11 +61,9 @@ def load_dataset(name: str, small: bool = False, seed: int = 0) -> tuple[Dataset
         n_train, n_test = (recipe.small_train, recipe.small_test) if small else (10000, 2000)
         return data.make_shapes(n_train, seed=seed), data.make_shapes(n_test, seed=seed + 1)
     load = data.load_fashion_mnist if name == "fashion-mnist" else data.load_mnist
-    train, test = load("train"), load("test")
     if small:
-        train = (train[0][: recipe.small_train], train[1][: recipe.small_train])
-        test = (test[0][: recipe.small_test], test[1][: recipe.small_test])
-    return train, test
+        return load("train", limit=recipe.small_train), load("test", limit=recipe.small_test)
+    return load("train"), load("test")
 
 
 def is_small() -> bool:

@@ -163,6 +163,39 @@ def test_read_idx_reads_gzip_and_plain_files(tmp_path):
     assert_array_equal(read_idx(tmp_path / "a"), a)
 
 
+@pytest.mark.parametrize("limit", [0, 1, 2, 3, 7])
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_read_idx_limit_keeps_the_first_items(tmp_path, limit, dtype):
+    a = (np.arange(3 * 5 * 4) * 7 % 251).astype(dtype).reshape(3, 5, 4)
+    (tmp_path / "a.gz").write_bytes(gzip.compress(idx_bytes(a)))
+    (tmp_path / "a").write_bytes(idx_bytes(a))
+    for name in ("a.gz", "a"):
+        b = read_idx(tmp_path / name, limit=limit)
+        assert b.shape == a[:limit].shape and b.dtype == a.dtype and b.flags.writeable
+        assert_array_equal(b, a[:limit])
+
+
+def test_read_idx_limit_decompresses_only_what_it_needs(tmp_path, monkeypatch):
+    # 2000 random images compress badly: the first 10 lie in the first few kB of the file
+    a = np.random.default_rng(0).integers(0, 256, (2000, 28, 28), dtype=np.uint8)
+    blob = gzip.compress(idx_bytes(a))
+    (tmp_path / "a.gz").write_bytes(blob[: len(blob) // 10])  # the rest is missing
+    assert_array_equal(read_idx(tmp_path / "a.gz", limit=10), a[:10])
+    with pytest.raises(CorruptFileError, match=r"a\.gz is truncated or corrupt"):
+        read_idx(tmp_path / "a.gz", limit=1000)  # the cut comes before image 1000
+
+
+def test_loader_limit_equals_the_first_samples(tmp_path):
+    write_split(tmp_path / "system", "train", n=5, label=6)
+    x, y = load_fashion_mnist("train")
+    x3, y3 = load_fashion_mnist("train", limit=3)
+    assert x3.shape == (3, 1, 28, 28) and x3.dtype == np.float32 and y3.dtype == np.int64
+    assert_array_equal(x3, x[:3])
+    assert_array_equal(y3, y[:3])
+    with pytest.raises(ValueError, match="limit"):
+        load_fashion_mnist("train", limit=-1)
+
+
 def test_truncated_gzip_names_the_file_and_the_fix(tmp_path):
     path = tmp_path / "train-images-idx3-ubyte.gz"
     blob = gzip.compress(idx_bytes(np.zeros((5, 28, 28), np.uint8)))

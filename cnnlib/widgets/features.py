@@ -94,13 +94,13 @@ def train_feature_cnn(seed: int = SEED) -> tuple[Sequential, float]:
     Fashion-MNIST training images, 3 epochs of SGD with the reference recipe's lr, momentum
     and weight decay. Returns the model and its accuracy on the 10000 test images."""
     recipe = RECIPES["fashion-mnist"]
-    x, y = load_fashion_mnist("train")
+    x, y = load_fashion_mnist("train", limit=TRAIN_SAMPLES)
     test = load_fashion_mnist("test")
     rng = np.random.default_rng(seed)
     model = _small_cnn(rng)
     optimizer = SGD(model, lr=recipe.lr, momentum=recipe.momentum,
                     weight_decay=recipe.weight_decay)
-    fit(model, optimizer, (x[:TRAIN_SAMPLES], y[:TRAIN_SAMPLES]), None, EPOCHS,
+    fit(model, optimizer, (x, y), None, EPOCHS,
         recipe.batch_size, lr_schedule=warmup_cosine(recipe.lr, EPOCHS), rng=rng,
         progress=False, verbose=False)
     model.eval()
