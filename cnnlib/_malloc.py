@@ -12,24 +12,32 @@ defaults and 11.67 ms with both thresholds at 32 MB (the LeNet-like CNN 7.84 →
 mmap threshold alone (22.8 ms) or the trim threshold alone (23.0 ms) did not help, because the
 other one still returns the pages.
 
-So, on glibc, cnnlib sets both thresholds to 32 MB (the largest mmap threshold glibc accepts on
-64-bit), unless the user chose any malloc setting (``MALLOC_*_`` variables or a
-``glibc.malloc`` tunable).  Arrays over 32 MB (a whole dataset) are still mapped and returned
-at once; what a process keeps is at most 32 MB of free heap above its peak of smaller arrays.
+So, on glibc, cnnlib sets the mmap threshold to 32 MB (the largest glibc accepts on 64-bit)
+and the trim threshold to 128 MB, unless the user chose any malloc setting (``MALLOC_*_``
+variables or a ``glibc.malloc`` tunable).  Arrays over 32 MB (a whole dataset) are still mapped
+and returned at once; what a process keeps is at most 128 MB of free heap above its peak of
+smaller arrays.  Why 128 and not 32 MB: once anything long-lived sits above a step's buffers
+in the heap (in notebook 06, whatever an earlier training left behind), every step's
+buffers are freed at the heap's top, and with a 32 MB trim threshold glibc returned them after
+every step of the Fashion-MNIST CNN (batch 128: 4100 faults per step; 06's small training
+took 4.6 s instead of 2.9 s); with batch 256 a 64 MB threshold was still too small
+(``tests/test_malloc.py`` repeats that case).
 """
 
 import ctypes
 import os
 import sys
 
-THRESHOLD = 32 * 2**20  # bytes: glibc's ceiling for M_MMAP_THRESHOLD on 64-bit
+MMAP_THRESHOLD = 32 * 2**20  # bytes: glibc's ceiling for M_MMAP_THRESHOLD on 64-bit
+TRIM_THRESHOLD = 128 * 2**20  # bytes of free heap a process may keep at its top
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers (<malloc.h>)
 USER_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_",
                  "MALLOC_MMAP_MAX_", "MALLOC_ARENA_MAX")
 
 
 def keep_freed_memory() -> bool:
-    """Raise glibc's mmap and trim thresholds to ``THRESHOLD``; True when both were set.
+    """Raise glibc's mmap and trim thresholds (``MMAP_THRESHOLD``, ``TRIM_THRESHOLD``); True
+    when both were set.
 
     Nothing is changed on other C libraries (macOS, Windows, musl), nor when the user set a
     malloc option of their own.
@@ -44,8 +52,8 @@ def keep_freed_memory() -> bool:
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     # the trim threshold first: setting the mmap one also stops glibc's own adjustment of both
-    return bool(mallopt(M_TRIM_THRESHOLD, THRESHOLD)) and bool(mallopt(M_MMAP_THRESHOLD,
-                                                                       THRESHOLD))
+    return (bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+            and bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)))
 
 
 def _user_chose() -> bool:
