@@ -339,8 +339,8 @@ def _load(
             f"{label_path} holds {labels.dtype} data of shape {labels.shape}; expected "
             f"{images.shape[0]} labels 0-9 to match {image_path.name}"
         )
-    # (N, 28, 28) uint8 -> (N, 1, 28, 28) float32 in [0, 1], in one pass: the 188 MB of the
-    # training images are written once (fresh pages cost time, 1.4 s for astype, then / 255)
+    # (N, 28, 28) uint8 -> (N, 1, 28, 28) float32 in [0, 1], in one pass (no float32 copy in
+    # between: the 60000 training images need 188 MB of fresh memory instead of 376 MB)
     x = np.divide(images[:, None], np.float32(255), dtype=np.float32)
     return x, labels.astype(np.int64)
 
