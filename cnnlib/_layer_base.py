@@ -9,6 +9,8 @@ from functools import cache, partial
 
 import numpy as np
 
+from cnnlib import _prefetch
+
 #: How many uses of one layer are remembered between two backward passes. A layer called in a
 #: loop without backward (plots, widgets) forgets its oldest uses instead of growing without end;
 #: a backward that would need a forgotten use raises instead of returning a wrong number.
@@ -72,7 +74,9 @@ class Layer:
     def forward(self, x: np.ndarray) -> np.ndarray:
         if self._backward_done:
             self._new_round()
+        mark = _prefetch.compiles()
         out, cache = self._forward(x)
+        _prefetch.after_forward(self, cache, out, mark)  # a cold cache: see _prefetch.py
         self._uses.append(cache)
         if len(self._uses) > MAX_USES:
             del self._uses[0]
@@ -93,6 +97,7 @@ class Layer:
             self._pending = len(self._uses)
         accumulate = self._pending < len(self._uses)
         self._pending -= 1
+        _prefetch.before_backward(self)
         dx, grads = self._backward(dout, self._uses[self._pending], bool(input_grad))
         for key, g in grads.items():
             if accumulate:

@@ -2,16 +2,17 @@
 
 Both subtract each row's maximum before ``exp`` (the log-sum-exp trick), so huge logits give
 finite probabilities and a finite loss instead of overflowing.
+
+Plain NumPy, not Numba kernels: a batch of logits (64 × 10) is a few microseconds of work either
+way, and the two kernels (softmax, and the loss with its gradient) took 0.5–0.8 s per dtype to
+compile, in every notebook that classifies, whenever Numba's cache was empty (issue 11: Colab).
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from ._check import as_float_array
-from ._jit import kernel, prange, serial_kernel
 
 
 def softmax(logits: object) -> np.ndarray:
@@ -24,30 +25,18 @@ def softmax(logits: object) -> np.ndarray:
         raise ValueError(f"logits must have shape (N, C) or (C,), but it has shape {logits.shape}")
     if logits.shape[-1] == 0:
         raise ValueError("logits has no classes (C = 0); softmax needs at least one")
-    probs = np.empty_like(logits)
-    _softmax_kernel(logits.reshape(-1, logits.shape[-1]), probs.reshape(-1, logits.shape[-1]))
-    return probs
+    probs, _, _ = _softmax_rows(logits.reshape(-1, logits.shape[-1]))
+    return probs.reshape(logits.shape)
 
 
-@kernel
-def _softmax_kernel(logits, probs):
-    for n in prange(logits.shape[0]):  # row n writes probs[n] only
-        _softmax_row(logits[n], probs[n])
-
-
-@serial_kernel
-def _softmax_row(z, p):
-    """Write ``p = softmax(z)`` for one row z; return ``(m, log Σ_c exp(z_c − m))``, m = max z."""
-    m = z[0]
-    for c in range(1, z.size):
-        m = max(m, z[c])
-    total = z.dtype.type(0)
-    for c in range(z.size):
-        p[c] = math.exp(z[c] - m)  # ≤ 1: no overflow
-        total += p[c]
-    for c in range(z.size):
-        p[c] /= total
-    return m, math.log(total)
+def _softmax_rows(z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``p = softmax(z)`` for every row of z (N, C); also ``m`` = the row maxima and
+    ``log Σ_c exp(z_c − m)``, both (N, 1). A row holding NaN gives NaN in that row only."""
+    m = z.max(axis=1, keepdims=True)
+    p = np.exp(z - m)  # every exponent ≤ 0: no overflow
+    total = p.sum(axis=1, keepdims=True)
+    p /= total
+    return p, m, np.log(total)
 
 
 def softmax_cross_entropy(logits: object, labels: object) -> tuple[float, np.ndarray]:
@@ -69,10 +58,13 @@ def softmax_cross_entropy(logits: object, labels: object) -> tuple[float, np.nda
     if n_samples == 0 or n_classes == 0:
         raise ValueError(f"logits has shape {logits.shape}; the loss needs N ≥ 1 and C ≥ 1")
     labels = _check_labels(labels, n_samples, n_classes)
-    dlogits = np.empty_like(logits)
-    row_loss = np.empty(n_samples, dtype=logits.dtype)
-    _softmax_cross_entropy_kernel(logits, labels, dlogits, row_loss)
+    rows = np.arange(n_samples)
+    dlogits, m, log_total = _softmax_rows(logits)
+    # log Σ_c exp(z_c − m) − (z_y − m), not (m + log Σ) − z_y: m may be huge
+    row_loss = log_total[:, 0] - (logits[rows, labels] - m[:, 0])
     loss = float(np.sum(row_loss, dtype=np.float64) / n_samples)
+    dlogits[rows, labels] -= 1
+    dlogits *= logits.dtype.type(1 / n_samples)
     return loss, dlogits
 
 
@@ -102,23 +94,3 @@ def _check_labels(labels: object, n_samples: int, n_classes: int) -> np.ndarray:
             f"labels must be integers in [0, {n_classes}); got {arr[bad[0]]} at index {bad[0]}"
         )
     return np.ascontiguousarray(arr, dtype=np.int64)
-
-
-@serial_kernel
-def _softmax_cross_entropy_kernel(logits, labels, dlogits, row_loss):
-    """Row n, with z = logits[n], y = labels[n], m = max z:
-    ``row_loss[n] = log Σ_c exp(z_c − m) − (z_y − m)``,
-    ``dlogits[n] = (softmax(z) − onehot(y)) / N``.
-
-    Serial on purpose: a batch of logits (64 × 10) is a few microseconds of work, less than
-    waking a second thread costs, and this runs once per training step (notebook 07).
-    """
-    one = logits.dtype.type(1)
-    inv_n = logits.dtype.type(1 / logits.shape[0])
-    for n in range(logits.shape[0]):
-        y = labels[n]
-        m, log_total = _softmax_row(logits[n], dlogits[n])
-        row_loss[n] = log_total - (logits[n, y] - m)  # not (m + log_total) − z_y: m may be huge
-        dlogits[n, y] -= one
-        for c in range(logits.shape[1]):
-            dlogits[n, c] *= inv_n
