@@ -14,6 +14,8 @@ empty cache 20.6 → 10.5 s), and the chunk kernels run as fast (conv2d forward 
 / 2.54 ms against 1.30 / 3.31 / 2.70 ms on bench_conv's three shapes, no pause, quiet); a hand-over
 to a worker costs about 70 µs against OpenMP's 4 µs, so small arrays stay in one chunk. How many
 chunks: ``numba.get_num_threads()``, so ``numba.set_num_threads`` governs both kinds.
+From an empty cache, ``_prefetch.py`` has a helper process compile each layer's backward kernels
+while the forward pass goes on (the second core, otherwise idle while one compiles).
 
 How idle worker threads wait decides cnnlib's speed where students run it: one Jupyter kernel in
 which NumPy (OpenBLAS's thread pool), cnnlib (Numba's OpenMP pool) and sometimes PyTorch (its

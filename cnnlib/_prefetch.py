@@ -72,7 +72,9 @@ class _Count(_event.Listener):
 def enabled() -> bool:
     from cnnlib import _jit
 
-    return _jit._disk_cache and os.environ.get("CNNLIB_PREFETCH", "1") != "0"
+    # os.name: the helper waits on a pipe with select(), which Windows does not offer for pipes
+    return (_jit._disk_cache and os.name == "posix"
+            and os.environ.get("CNNLIB_PREFETCH", "1") != "0")
 
 
 def compiles() -> int:
@@ -168,6 +170,7 @@ class _Helper:
             for done in self.events:
                 done.set()
             self.events.clear()
+        self.proc.wait()  # reap it
 
 
 def serve() -> None:
