@@ -1,23 +1,32 @@
 """From an empty cache, compile a layer's backward kernels in a second process (issue 11).
 
 On Colab or a new Binder machine every kernel is compiled the first time it is called: a
-convolution layer's forward (3.0 s for float32 on a 2-core machine) and, a few cells later, its
-backward (2.7 s), one after the other on one core. But the backward's argument types are known
-as soon as the forward has run: they are the arrays of the forward's cache. So when a layer's
-forward had to compile something (the cache was cold), ``after_forward`` sends a copy of the
-layer, its cache and an output-shaped zero gradient to a helper process, which calls the layer's
-``_backward`` once. That compiles the backward kernels on the second core and writes them to
-Numba's disk cache, while this process goes on with the next layers' forward kernels and the
-cells in between. When this process then calls the backward, Numba finds them on disk and loads
-them in milliseconds. ``before_backward`` waits for a job of that layer still in flight, rather
-than compiling the same kernels a second time next to the helper.
+convolution layer's forward (3.0 s for float32 on a 2-core machine) and then its backward
+(2.7 s), one after the other on one core, while the second core idles. But the backward's
+argument types are known as soon as the forward has run: they are the arrays of the forward's
+cache. So when a layer's forward had to compile something (the cache was cold),
+``after_forward`` sends a copy of the layer, its cache and the output's shape to a helper
+process, which calls the layer's ``_backward`` once on a zero gradient. That compiles the
+backward kernels on the second core and writes them to Numba's disk cache, while this process
+goes on with the next layers' forward kernels and the cells in between. When this process then
+calls the backward, Numba finds them on disk and loads them in milliseconds.
+``before_backward`` waits for the jobs of that layer's class still in flight, rather than
+compiling the same kernels a second time next to the helper.
 
-Measured on the 2-core machine, empty cache (2026-12-07 21:40–21:57): for the shapes CNN of
-notebook 06 (batch 64, float32), a backward 3 s after the forward took 3.6 s without the helper
-and 0.08 s with it; right after the forward, 3.4 s and 2.6 s (it waits for the helper's last
-job). Run All in small mode (``bench_cold_start.py``, two rounds each, alternating, load about
-1.1): notebook 06 26.5 / 24.8 s → 22.7 / 23.0 s, 05 14.4 / 14.0 → 12.7 / 13.5 s, 03 14.9 / 13.2
-→ 13.2 / 13.2 s. The helper is a second Python process of about 150 MB for the minute it lives.
+A convolution does not even wait for its forward: its cache holds only the converted input,
+the weights, the hyper-parameters and the output's shape (``conv._prepare``), nothing the
+forward computes. So ``before_forward`` sends a ``Conv2d``'s backward before its forward starts,
+the first time the class meets an input dtype whose backward kernel has no file in the disk
+cache: the helper compiles the convolution's backward while this process compiles its forward.
+
+Measured on the 2-core machine, empty cache (2026-12-07). The shapes CNN of notebook 06 (batch
+64, float32), a backward right after the forward: 3.35 s without the helper, 2.6 s when only
+``after_forward`` sent jobs, 1.2 s with the convolution's early job; 3 s after the forward,
+0.08 s. Run All in small mode (``bench_cold_start.py``, two rounds, helper off / on
+alternating, 22:24–22:29, load about 1.1): notebook 06 22.8 / 23.3 s → 19.9 / 19.4 s, 03 12.3 /
+12.7 → 11.2 / 10.7 s, 05 12.3 / 12.4 → 12.7 / 11.7 s (05's slow cell calls the functional API,
+which has no layer to send). The helper is a second Python process of about 150 MB for the
+minute it lives.
 
 Nothing happens when the cache is warm (the forward compiles nothing: a hub image, a second
 session), when there is no disk cache to share (``_jit._disk_cache`` False), for layers defined
@@ -51,6 +60,8 @@ _compiles = 0  # how many of cnnlib's kernels this process has compiled
 _lock = threading.Lock()
 _helper: _Helper | None = None
 _pending: dict[type, list[threading.Event]] = {}  # layer class → its jobs in flight
+_asked: set[tuple] = set()  # (layer class, input dtype) that before_forward has looked at
+_early: set[tuple] = set()  # (layer class, dtype) whose backward went before a forward ran
 
 
 class _Count(_event.Listener):
@@ -82,24 +93,64 @@ def compiles() -> int:
     return _compiles
 
 
+def before_forward(layer: object, x: object) -> bool:
+    """Called by ``Layer.forward`` before ``_forward``. A layer whose backward needs nothing the
+    forward computes (``_prefetch_job``: ``Conv2d``) sends its backward to the helper at once,
+    the first time its class meets this input dtype, if Numba's disk cache holds no version of
+    the backward's main kernel yet. True when it sent one."""
+    make = getattr(layer, "_prefetch_job", None)
+    if make is None:
+        return False
+    key = (type(layer), getattr(x, "dtype", None))
+    if key in _asked or not enabled():
+        return False
+    _asked.add(key)
+    try:
+        cache, shape, dtype, kernel = make(x)
+    except Exception:  # bad arguments: the forward says what is wrong
+        return False
+    if kernel.signatures or _on_disk(kernel):
+        return False
+    if not _send(layer, cache, shape, dtype):
+        return False
+    _early.add((type(layer), np.dtype(dtype)))
+    return True
+
+
 def after_forward(layer: object, cache: object, out: np.ndarray, mark: int) -> None:
     """Called by ``Layer.forward`` with ``mark = compiles()`` from before ``_forward``: if that
     forward compiled something, send the layer's backward to the helper."""
-    if _compiles == mark or not enabled() or not type(layer).__module__.startswith("cnnlib."):
-        return
+    if _compiles != mark and enabled() and (type(layer), out.dtype) not in _early:
+        _send(layer, cache, out.shape, out.dtype)
+
+
+def _send(layer: object, cache: object, shape: tuple, dtype: np.dtype) -> bool:
+    if not type(layer).__module__.startswith("cnnlib."):
+        return False  # the helper could not import a class defined in a notebook
     clone = copy.copy(layer)
     clone.__dict__.update(_uses=[], _pending=0)  # only this use travels
     try:
-        job = pickle.dumps((clone, cache, out.shape, out.dtype), protocol=pickle.HIGHEST_PROTOCOL)
+        job = pickle.dumps((clone, cache, shape, dtype), protocol=pickle.HIGHEST_PROTOCOL)
     except Exception:  # something in the layer does not pickle: compile here, later
-        return
+        return False
     with _lock:
         helper = _helper if _helper is not None and _helper.alive() else _start_helper()
         if helper is None:
-            return
+            return False
         done = threading.Event()
-        if helper.send(job, done):
-            _pending.setdefault(type(layer), []).append(done)
+        if not helper.send(job, done):
+            return False
+        _pending.setdefault(type(layer), []).append(done)
+    return True
+
+
+def _on_disk(kernel: object) -> bool:
+    """Whether Numba's disk cache has an index of compiled versions of ``kernel`` (any dtype).
+    True when that cannot be told (Numba's internals moved): then nothing is sent early."""
+    try:
+        return os.path.exists(kernel._cache._cache_file._index_path)
+    except AttributeError:
+        return True
 
 
 def before_backward(layer: object) -> None:

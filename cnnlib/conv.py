@@ -110,12 +110,26 @@ def conv2d_forward(
     returns. Modify a copy (``x.copy()``) instead. Notebook 01 teaches the forward pass,
     notebook 05 the backward pass.
     """
+    x, w, b, cache = _prepare(x, w, b, stride, padding, dilation, method)
+    (sh, sw), (ph, pw), (dil_h, dil_w) = hyper = cache.stride, cache.padding, cache.dilation
+    out = np.empty(cache.out_shape, x.dtype)
+    if cache.method == "readable":
+        xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+        conv2d_forward_kernel(xp, w, b, sh, sw, dil_h, dil_w, out)
+    else:
+        _conv_fast.forward(x, w, b, *hyper, out)
+    return out, cache
+
+
+def _prepare(x, w, b, stride, padding, dilation, method) -> tuple:
+    """Check and convert the forward's arguments: ``(x, w, b, cache)``. The cache needs nothing
+    the forward computes, so ``cnnlib._prefetch`` can compile the backward before the forward
+    has run."""
     method = check_method(method)
     x, w, b = as_float_arrays(x=x, w=w, b=b)
     # A read-only array (a widget's image, np.broadcast_to) is another type to Numba: one more
     # compilation of each kernel, seconds from a cold cache. A copy costs microseconds.
     x, w, b = (a if a.flags.writeable else a.copy() for a in (x, w, b))
-    dtype = x.dtype
     check_ndim(x, 4, "x", "(N, C, H, W)")
     check_ndim(w, 4, "w", "(F, C, KH, KW)")
     N, C, H, W = x.shape
@@ -129,14 +143,15 @@ def conv2d_forward(
     dil_h, dil_w = as_pair(dilation, "dilation", 1)
     H_out = _output_size(H, KH, sh, ph, dil_h, " height")
     W_out = _output_size(W, KW, sw, pw, dil_w, " width")
-    out = np.empty((N, F, H_out, W_out), dtype)
-    hyper = (sh, sw), (ph, pw), (dil_h, dil_w)
-    if method == "readable":
-        xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-        conv2d_forward_kernel(xp, w, b, sh, sw, dil_h, dil_w, out)
-    else:
-        _conv_fast.forward(x, w, b, *hyper, out)
-    return out, Conv2dCache(x, w, *hyper, out.shape, method)
+    return x, w, b, Conv2dCache(x, w, (sh, sw), (ph, pw), (dil_h, dil_w),
+                                (N, F, H_out, W_out), method)
+
+
+def backward_kernel(method: str) -> object:
+    """The Numba kernel whose compilation dominates ``conv2d_backward`` with ``method``."""
+    if check_method(method) == "readable":
+        return conv2d_dw_kernel
+    return _conv_fast._fast_backward_kernel
 
 
 @kernel

@@ -132,6 +132,13 @@ class Conv2d(Layer):
         dx, dw, db = conv.conv2d_backward(dout, cache, need_dx=input_grad)
         return dx, {"w": dw, "b": db}
 
+    def _prefetch_job(self, x: np.ndarray) -> tuple:
+        """What ``_backward`` will be called with, before the forward has run: ``(cache,
+        out_shape, dtype, the backward's main kernel)``, for ``cnnlib._prefetch``."""
+        _, _, _, cache = conv._prepare(x, self.params["w"], self.params["b"], self.stride,
+                                       self.padding, self.dilation, "fast")
+        return cache, cache.out_shape, cache.x.dtype, conv.backward_kernel(cache.method)
+
     def extra_repr(self) -> str:
         s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
              f"stride={self.stride}")

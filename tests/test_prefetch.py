@@ -66,6 +66,52 @@ def test_the_backward_compiles_nothing_here_when_the_helper_ran(tmp_path):
     assert with_helper["dx"] == alone["dx"] and with_helper["dw"] == alone["dw"]
 
 
+CONV = """
+import json
+import numpy as np
+from numba.core import event
+from cnnlib import _prefetch
+from cnnlib.layers import Conv2d
+
+compiled = []
+class Log(event.Listener):
+    def on_start(self, ev):
+        compiled.append(ev.data["dispatcher"].py_func.__qualname__)
+    def on_end(self, ev):
+        pass
+event.register("numba:compile", Log())
+
+rng = np.random.default_rng(0)
+conv = Conv2d(1, 2, 3, rng=rng)
+x = rng.random((2, 1, 6, 6), dtype=np.float32)
+first, again = _prefetch.before_forward(conv, x), _prefetch.before_forward(conv, x)
+jobs = len(_prefetch._pending.get(Conv2d, []))
+out = conv.forward(x)  # compiles the forward here; its backward is on its way already
+jobs_after = len(_prefetch._pending.get(Conv2d, []))
+del compiled[:]
+conv.backward(np.ones_like(out))
+print(json.dumps({"first": first, "again": again, "jobs": jobs, "jobs_after": jobs_after,
+                  "backward": compiled}))
+"""
+
+
+def test_a_convolution_sends_its_backward_before_its_forward_runs(tmp_path):
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), "CNNLIB_PREFETCH": "1"}
+
+    def conv_run():
+        done = subprocess.run([sys.executable, "-c", CONV], env=env, capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    cold = conv_run()
+    assert cold["first"] is True and cold["again"] is False  # once per class and dtype
+    assert cold["jobs"] == 1 and cold["jobs_after"] == 1  # the forward sent no second job
+    assert cold["backward"] == []
+    warm = conv_run()  # the same cache, now holding the backward: nothing to send
+    assert warm["first"] is False and warm["jobs"] == 0 and warm["backward"] == []
+
+
 def test_a_warm_cache_starts_no_helper(tmp_path):
     run(tmp_path, "warm", CNNLIB_PREFETCH="0")  # fills the cache
     warm = run(tmp_path, "warm")
