@@ -31,6 +31,7 @@ minute it lives.
 Nothing happens when the cache is warm (the forward compiles nothing: a hub image, a second
 session), when there is no disk cache to share (``_jit._disk_cache`` False), for layers defined
 outside cnnlib (the helper could not import them), or with ``CNNLIB_PREFETCH=0``. The helper
+starts with the first job (a notebook that calls only the functional API starts none),
 imports the same cnnlib (same source files, so the same cache entries), leaves after
 ``IDLE_SECONDS`` without work or when this process ends, and a helper that fails only costs the
 compilation this process then does itself. The numerical results never depend on it: the
@@ -65,22 +66,20 @@ _early: set[tuple] = set()  # (layer class, dtype) whose backward went before a 
 
 
 class _Count(_event.Listener):
-    """Counts the compilations of cnnlib's kernels; starts the helper at the first one, so
-    that it imports Numba and cnnlib while this process compiles."""
+    """Counts the compilations of cnnlib's kernels (``after_forward`` compares the count)."""
 
     def on_start(self, ev: _event.Event) -> None:
         global _compiles
         func = getattr(ev.data.get("dispatcher"), "py_func", None)
         if getattr(func, "__module__", "").startswith("cnnlib."):
             _compiles += 1
-            if _helper is None and enabled():
-                _start_helper()
 
     def on_end(self, ev: _event.Event) -> None:
         pass
 
 
 def enabled() -> bool:
+    """Whether jobs may be sent: a disk cache to share, a POSIX system, no CNNLIB_PREFETCH=0."""
     from cnnlib import _jit
 
     # os.name: the helper waits on a pipe with select(), which Windows does not offer for pipes
@@ -228,7 +227,11 @@ def serve() -> None:
     """The helper's loop: run each job's backward once (compiling and caching its kernels)."""
     import select
 
-    stdin, stdout = sys.stdin.fileno(), sys.stdout
+    stdin = sys.stdin.fileno()
+    # the replies get a descriptor of their own: anything a kernel prints goes nowhere
+    replies = os.fdopen(os.dup(sys.stdout.fileno()), "w")
+    sys.stdout = open(os.devnull, "w")  # for the life of the process
+    os.dup2(sys.stdout.fileno(), 1)
     while select.select([stdin], [], [], IDLE_SECONDS)[0]:
         header = _read_exactly(stdin, 8)
         if len(header) < 8:
@@ -239,8 +242,8 @@ def serve() -> None:
             layer._backward(np.zeros(shape, dtype), cache, True)
         except Exception:  # the notebook's process compiles what was not done here
             pass
-        stdout.write("done\n")
-        stdout.flush()
+        replies.write("done\n")
+        replies.flush()
 
 
 def _read_exactly(fd: int, n: int) -> bytes:
