@@ -74,11 +74,9 @@ class Layer:
     def forward(self, x: np.ndarray) -> np.ndarray:
         if self._backward_done:
             self._new_round()
-        sent = _prefetch.before_forward(self, x)  # a cold cache: see _prefetch.py
         mark = _prefetch.compiles()
         out, cache = self._forward(x)
-        if not sent:
-            _prefetch.after_forward(self, cache, out, mark)
+        _prefetch.after_forward(self, cache, out, mark)  # a cold cache: see _prefetch.py
         self._uses.append(cache)
         if len(self._uses) > MAX_USES:
             del self._uses[0]
@@ -99,7 +97,7 @@ class Layer:
             self._pending = len(self._uses)
         accumulate = self._pending < len(self._uses)
         self._pending -= 1
-        _prefetch.before_backward(self)
+        _prefetch.wait(type(self))
         dx, grads = self._backward(dout, self._uses[self._pending], bool(input_grad))
         for key, g in grads.items():
             if accumulate:

@@ -10,23 +10,25 @@ process, which calls the layer's ``_backward`` once on a zero gradient. That com
 backward kernels on the second core and writes them to Numba's disk cache, while this process
 goes on with the next layers' forward kernels and the cells in between. When this process then
 calls the backward, Numba finds them on disk and loads them in milliseconds.
-``before_backward`` waits for the jobs of that layer's class still in flight, rather than
+``wait`` waits for the jobs of that layer's class still in flight, rather than
 compiling the same kernels a second time next to the helper.
 
 A convolution does not even wait for its forward: its cache holds only the converted input,
 the weights, the hyper-parameters and the output's shape (``conv._prepare``), nothing the
-forward computes. So ``before_forward`` sends a ``Conv2d``'s backward before its forward starts,
-the first time the class meets an input dtype whose backward kernel has no file in the disk
-cache: the helper compiles the convolution's backward while this process compiles its forward.
+forward computes. So ``conv2d_forward`` sends ``conv2d_backward`` to the helper (``early``)
+before it computes anything, the first time it meets a dtype for which the backward's kernel
+has no version in the disk cache: the helper compiles the convolution's backward while this
+process compiles its forward, for a ``Conv2d`` layer and for the functional API alike.
 
 Measured on the 2-core machine, empty cache (2026-12-07). The shapes CNN of notebook 06 (batch
 64, float32), a backward right after the forward: 3.35 s without the helper, 2.6 s when only
 ``after_forward`` sent jobs, 1.2 s with the convolution's early job; 3 s after the forward,
 0.08 s. Run All in small mode (``bench_cold_start.py``, two rounds, helper off / on
-alternating, 22:24–22:29, load about 1.1): notebook 06 22.8 / 23.3 s → 19.9 / 19.4 s, 03 12.3 /
-12.7 → 11.2 / 10.7 s, 05 12.3 / 12.4 → 12.7 / 11.7 s (05's slow cell calls the functional API,
-which has no layer to send). The helper is a second Python process of about 150 MB for the
-minute it lives.
+alternating, 23:13–23:18, load 0.9–1.4): notebook 06 25.9 / 26.2 s → 23.1 / 20.9 s, 05 13.4 /
+14.0 → 12.7 / 11.9 s (its hand example's float64 convolution, forward then backward in one cell:
+5.7 / 6.0 → 4.4 / 4.2 s), 03 12.8 / 14.1 → 11.9 / 11.9 s; 01 (11.9 / 13.1 → 12.0 / 11.7 s) and
+07 (11.1 / 10.4 → 11.1 / 9.4 s), which never call the convolution's backward, lose nothing. The
+helper is a second Python process of about 150 MB for the minute it lives.
 
 Nothing happens when the cache is warm (the forward compiles nothing: a hub image, a second
 session), when there is no disk cache to share (``_jit._disk_cache`` False), for layers defined
@@ -48,21 +50,21 @@ import struct
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 
 import numpy as np
 from numba.core import event as _event
 
 #: The helper exits after this long without a job (it costs a Python process's memory).
 IDLE_SECONDS = 60.0
-#: The longest ``before_backward`` waits for a job; after that this process compiles itself.
+#: The longest ``wait`` waits for a job; after that this process compiles itself.
 WAIT_SECONDS = 120.0
 
 _compiles = 0  # how many of cnnlib's kernels this process has compiled
 _lock = threading.Lock()
 _helper: _Helper | None = None
-_pending: dict[type, list[threading.Event]] = {}  # layer class → its jobs in flight
-_asked: set[tuple] = set()  # (layer class, input dtype) that before_forward has looked at
-_early: set[tuple] = set()  # (layer class, dtype) whose backward went before a forward ran
+_pending: dict[object, list[threading.Event]] = {}  # layer class or name → jobs in flight
+_asked: set[tuple] = set()  # (name, dtype) that ``early`` has looked at
 
 
 class _Count(_event.Listener):
@@ -92,44 +94,39 @@ def compiles() -> int:
     return _compiles
 
 
-def before_forward(layer: object, x: object) -> bool:
-    """Called by ``Layer.forward`` before ``_forward``. A layer whose backward needs nothing the
-    forward computes (``_prefetch_job``: ``Conv2d``) sends its backward to the helper at once,
-    the first time its class meets this input dtype, if Numba's disk cache holds no version of
-    the backward's main kernel yet. True when it sent one."""
-    make = getattr(layer, "_prefetch_job", None)
-    if make is None:
-        return False
-    key = (type(layer), getattr(x, "dtype", None))
-    if key in _asked or not enabled():
-        return False
-    _asked.add(key)
-    try:
-        cache, shape, dtype, kernel = make(x)
-    except Exception:  # bad arguments: the forward says what is wrong
-        return False
-    if kernel.signatures or _on_disk(kernel):
-        return False
-    if not _send(layer, cache, shape, dtype):
-        return False
-    _early.add((type(layer), np.dtype(dtype)))
-    return True
+def early(key: str, backward: object, cache: object, shape: tuple, dtype: np.dtype,
+          kernel: Callable[[], object]) -> None:
+    """Called by a functional forward whose cache needs nothing it computes (``conv2d_forward``),
+    before it runs: send ``backward(zeros(shape, dtype), cache)`` to the helper, the first time
+    ``key`` meets ``dtype``, if ``kernel()`` (the backward's main kernel) has no version in this
+    process or in Numba's disk cache yet. ``wait(key)`` in the backward waits for it."""
+    tag = (key, np.dtype(dtype))
+    if tag in _asked or not enabled():
+        return
+    _asked.add(tag)
+    if not _compiled_for(kernel(), np.dtype(dtype)):
+        _send(key, backward, cache, shape, dtype)
 
 
 def after_forward(layer: object, cache: object, out: np.ndarray, mark: int) -> None:
     """Called by ``Layer.forward`` with ``mark = compiles()`` from before ``_forward``: if that
-    forward compiled something, send the layer's backward to the helper."""
-    if _compiles != mark and enabled() and (type(layer), out.dtype) not in _early:
-        _send(layer, cache, out.shape, out.dtype)
-
-
-def _send(layer: object, cache: object, shape: tuple, dtype: np.dtype) -> bool:
+    forward compiled something, send the layer's backward to the helper (not for a layer whose
+    functional forward sends its own, ``_backward_sent_early``)."""
+    if _compiles == mark or getattr(layer, "_backward_sent_early", False) or not enabled():
+        return
     if not type(layer).__module__.startswith("cnnlib."):
-        return False  # the helper could not import a class defined in a notebook
+        return  # the helper could not import a class defined in a notebook
     clone = copy.copy(layer)
     clone.__dict__.update(_uses=[], _pending=0)  # only this use travels
+    _send(type(layer), clone._backward, cache, out.shape, out.dtype, True)
+
+
+def _send(key: object, backward: object, cache: object, shape: tuple, dtype: np.dtype,
+          *more: object) -> bool:
+    """Queue the job ``backward(zeros(shape, dtype), cache, *more)`` for the helper."""
     try:
-        job = pickle.dumps((clone, cache, shape, dtype), protocol=pickle.HIGHEST_PROTOCOL)
+        job = pickle.dumps((backward, cache, shape, dtype, more),
+                           protocol=pickle.HIGHEST_PROTOCOL)
     except Exception:  # something in the layer does not pickle: compile here, later
         return False
     with _lock:
@@ -139,25 +136,37 @@ def _send(layer: object, cache: object, shape: tuple, dtype: np.dtype) -> bool:
         done = threading.Event()
         if not helper.send(job, done):
             return False
-        _pending.setdefault(type(layer), []).append(done)
+        _pending.setdefault(key, []).append(done)
     return True
 
 
-def _on_disk(kernel: object) -> bool:
-    """Whether Numba's disk cache has an index of compiled versions of ``kernel`` (any dtype).
-    True when that cannot be told (Numba's internals moved): then nothing is sent early."""
-    try:
-        return os.path.exists(kernel._cache._cache_file._index_path)
-    except AttributeError:
+def _compiled_for(kernel: object, dtype: np.dtype) -> bool:
+    """Whether ``kernel`` has a version whose first argument is an array of ``dtype``, in this
+    process or in Numba's disk cache. True when that cannot be told (Numba's internals moved):
+    then nothing is sent early."""
+    from numba import from_dtype
+
+    want = from_dtype(dtype)
+
+    def has(signatures) -> bool:
+        return any(getattr(sig[0], "dtype", None) == want for sig in signatures if sig)
+
+    if has(kernel.signatures):
         return True
+    try:
+        index = kernel._cache._cache_file._load_index()  # {(signature, machine, ...): file}
+    except Exception:
+        return True
+    return has(key[0] for key in index)
 
 
-def before_backward(layer: object) -> None:
-    """Wait for the helper's jobs of ``layer``'s class still in flight: the second
-    ``BatchNorm2d`` of a model needs the kernels the job of the first one compiles."""
+def wait(key: object) -> None:
+    """Wait for the helper's jobs under ``key`` still in flight: a layer's class (the second
+    ``BatchNorm2d`` of a model needs the kernels the job of the first one compiles), or the
+    name a functional forward sent its job under (``"conv2d"``)."""
     if not _pending:
         return
-    for done in _pending.pop(type(layer), ()):
+    for done in _pending.pop(key, ()):
         done.wait(WAIT_SECONDS)
 
 
@@ -238,8 +247,8 @@ def serve() -> None:
             return  # the notebook's process has ended
         job = _read_exactly(stdin, struct.unpack("<Q", header)[0])
         try:
-            layer, cache, shape, dtype = pickle.loads(job)
-            layer._backward(np.zeros(shape, dtype), cache, True)
+            backward, cache, shape, dtype, more = pickle.loads(job)
+            backward(np.zeros(shape, dtype), cache, *more)
         except Exception:  # the notebook's process compiles what was not done here
             pass
         replies.write("done\n")

@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _conv_fast
+from . import _conv_fast, _prefetch
 from ._check import (
     METHODS,
     as_float_arrays,
@@ -111,6 +111,9 @@ def conv2d_forward(
     notebook 05 the backward pass.
     """
     x, w, b, cache = _prepare(x, w, b, stride, padding, dilation, method)
+    # from an empty cache, a helper process compiles the backward meanwhile (_prefetch.py)
+    _prefetch.early("conv2d", conv2d_backward, cache, cache.out_shape, x.dtype,
+                    lambda: backward_kernel(cache.method))
     (sh, sw), (ph, pw), (dil_h, dil_w) = hyper = cache.stride, cache.padding, cache.dilation
     out = np.empty(cache.out_shape, x.dtype)
     if cache.method == "readable":
@@ -191,6 +194,7 @@ def conv2d_backward(
     Notebook 05.
     """
     check_cache(cache, Conv2dCache, "conv2d")
+    _prefetch.wait("conv2d")  # a helper's job compiling these kernels (_prefetch.py)
     x, w = cache.x, cache.w
     dout = check_dout(dout, cache.out_shape, x.dtype, "conv2d")
     (sh, sw), (ph, pw), (dil_h, dil_w) = cache.stride, cache.padding, cache.dilation

@@ -128,16 +128,11 @@ class Conv2d(Layer):
         return conv.conv2d_forward(x, self.params["w"], self.params["b"],
                                    self.stride, self.padding, self.dilation)
 
+    _backward_sent_early = True  # conv2d_forward sends its backward to cnnlib._prefetch itself
+
     def _backward(self, dout, cache, input_grad):
         dx, dw, db = conv.conv2d_backward(dout, cache, need_dx=input_grad)
         return dx, {"w": dw, "b": db}
-
-    def _prefetch_job(self, x: np.ndarray) -> tuple:
-        """What ``_backward`` will be called with, before the forward has run: ``(cache,
-        out_shape, dtype, the backward's main kernel)``, for ``cnnlib._prefetch``."""
-        _, _, _, cache = conv._prepare(x, self.params["w"], self.params["b"], self.stride,
-                                       self.padding, self.dilation, "fast")
-        return cache, cache.out_shape, cache.x.dtype, conv.backward_kernel(cache.method)
 
     def extra_repr(self) -> str:
         s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "

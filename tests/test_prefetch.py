@@ -71,6 +71,7 @@ import json
 import numpy as np
 from numba.core import event
 from cnnlib import _prefetch
+from cnnlib.conv import conv2d_backward, conv2d_forward
 from cnnlib.layers import Conv2d
 
 compiled = []
@@ -84,14 +85,18 @@ event.register("numba:compile", Log())
 rng = np.random.default_rng(0)
 conv = Conv2d(1, 2, 3, rng=rng)
 x = rng.random((2, 1, 6, 6), dtype=np.float32)
-first, again = _prefetch.before_forward(conv, x), _prefetch.before_forward(conv, x)
-jobs = len(_prefetch._pending.get(Conv2d, []))
-out = conv.forward(x)  # compiles the forward here; its backward is on its way already
-jobs_after = len(_prefetch._pending.get(Conv2d, []))
+out = conv.forward(x)  # compiles the forward here; its backward was sent before it ran
+jobs = {str(key): len(events) for key, events in _prefetch._pending.items()}
 del compiled[:]
 conv.backward(np.ones_like(out))
-print(json.dumps({"first": first, "again": again, "jobs": jobs, "jobs_after": jobs_after,
-                  "backward": compiled}))
+layer_backward = list(compiled)
+# the functional API, in float64: the same, without a layer
+out64, cache = conv2d_forward(x.astype(np.float64), np.ones((2, 1, 3, 3)), np.zeros(2))
+jobs64 = {str(key): len(events) for key, events in _prefetch._pending.items()}
+del compiled[:]
+conv2d_backward(np.ones_like(out64), cache)
+print(json.dumps({"jobs": jobs, "backward": layer_backward, "jobs64": jobs64,
+                  "backward64": compiled}))
 """
 
 
@@ -105,11 +110,12 @@ def test_a_convolution_sends_its_backward_before_its_forward_runs(tmp_path):
         return json.loads(done.stdout.strip().splitlines()[-1])
 
     cold = conv_run()
-    assert cold["first"] is True and cold["again"] is False  # once per class and dtype
-    assert cold["jobs"] == 1 and cold["jobs_after"] == 1  # the forward sent no second job
-    assert cold["backward"] == []
-    warm = conv_run()  # the same cache, now holding the backward: nothing to send
-    assert warm["first"] is False and warm["jobs"] == 0 and warm["backward"] == []
+    assert cold["jobs"] == {"conv2d": 1}  # one job, from conv2d_forward; none from the layer
+    assert cold["backward"] == []  # the helper compiled it
+    assert cold["jobs64"] == {"conv2d": 1} and cold["backward64"] == []  # float64: once more
+    warm = conv_run()  # the same cache, now holding both backwards: nothing to send
+    assert warm["jobs"] == {} and warm["jobs64"] == {}
+    assert warm["backward"] == [] and warm["backward64"] == []
 
 
 def test_a_warm_cache_starts_no_helper(tmp_path):
