@@ -33,8 +33,8 @@ helper is a second Python process of about 150 MB for the minute it lives.
 Nothing happens when the cache is warm (the forward compiles nothing: a hub image, a second
 session), when there is no disk cache to share (``_jit._disk_cache`` False), for layers defined
 outside cnnlib (the helper could not import them), or with ``CNNLIB_PREFETCH=0``. The helper
-starts with the first job (a notebook that calls only the functional API starts none),
-imports the same cnnlib (same source files, so the same cache entries), leaves after
+starts with the first job (a notebook whose layers and convolutions find their kernels on disk
+starts none), imports the same cnnlib (same source files, so the same cache entries), leaves after
 ``IDLE_SECONDS`` without work or when this process ends, and a helper that fails only costs the
 compilation this process then does itself. The numerical results never depend on it: the
 helper computes nothing this process uses.
