@@ -113,7 +113,7 @@ def conv2d_forward(
     x, w, b, cache = _prepare(x, w, b, stride, padding, dilation, method)
     # from an empty cache, a helper process compiles the backward meanwhile (_prefetch.py)
     _prefetch.early("conv2d", conv2d_backward, cache, cache.out_shape, x.dtype,
-                    lambda: backward_kernel(cache.method))
+                    lambda: _backward_kernel(cache.method))
     (sh, sw), (ph, pw), (dil_h, dil_w) = hyper = cache.stride, cache.padding, cache.dilation
     out = np.empty(cache.out_shape, x.dtype)
     if cache.method == "readable":
@@ -150,7 +150,7 @@ def _prepare(x, w, b, stride, padding, dilation, method) -> tuple:
                                 (N, F, H_out, W_out), method)
 
 
-def backward_kernel(method: str) -> object:
+def _backward_kernel(method: str) -> object:
     """The Numba kernel whose compilation dominates ``conv2d_backward`` with ``method``."""
     if check_method(method) == "readable":
         return conv2d_dw_kernel
