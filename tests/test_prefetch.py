@@ -1,8 +1,8 @@
 """cnnlib/_prefetch.py: from an empty cache, a helper process compiles the backward kernels.
 
 Each case runs in a new interpreter with its own empty ``NUMBA_CACHE_DIR``, because what is
-tested is what a first session on Colab does; the model is small (ReLU, max-pool, linear) so
-that its kernels compile in about a second.
+tested is what a first session on Colab does; the models are small (ReLU, max-pool, linear; one
+small convolution) so that their kernels compile in seconds.
 """
 
 import json
