@@ -77,6 +77,20 @@ def test_compare_times_says_what_this_run_measured():
         speed.compare_times("a", 0.0, "b", 1.0)
 
 
+def test_speed_order_goes_from_slowest_to_fastest_and_marks_ties():
+    seconds = {"NumPy im2col": 1.2e-3, "pure Python": 3.0, "cnnlib": 0.58e-3,
+               "Numba serial": 0.86e-3, "Numba parallel": 0.55e-3}
+    assert speed.speed_order(seconds) == (
+        "pure Python < NumPy im2col < Numba serial < cnnlib ≈ Numba parallel")
+    assert speed.speed_order({"a": 2.0, "b": 1.0}) == "a < b"
+    assert speed.speed_order({"a": 2.0, "b": 1.0}, same=2.5) == "a ≈ b"
+    assert speed.speed_order({"only": 1.0}) == "only"
+    with pytest.raises(ValueError, match="positive"):
+        speed.speed_order({"a": 0.0, "b": 1.0})
+    with pytest.raises(ValueError, match="at least one"):
+        speed.speed_order({})
+
+
 def test_compiling_says_so_before_and_reports_a_slow_block(capsys):
     import time
 

@@ -4,6 +4,7 @@ the compile notice, and the speed table and plot."""
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -107,6 +108,20 @@ def compare_times(name: str, seconds: float, other: str, other_seconds: float,
         return (f"この実行では {name} は {other} より遅く、{other} が {1 / ratio:,.1f} 倍速い"
                 f"{figures}。")
     return f"この実行では {name} と {other} はほぼ同じ速さ（差は {abs(ratio - 1):.0%}）{figures}。"
+
+
+def speed_order(seconds: Mapping[str, float], same: float = 1.1) -> str:
+    """The methods from slowest to fastest, ``" < "`` between neighbours and ``" ≈ "`` where
+    the faster one is within a factor ``same`` of the one before it (as ``compare_times``)."""
+    if not seconds:
+        raise ValueError("speed_order needs at least one time")
+    if min(seconds.values()) <= 0:
+        raise ValueError("times must be positive")
+    names = sorted(seconds, key=seconds.get, reverse=True)
+    text = names[0]
+    for slower, faster in itertools.pairwise(names):
+        text += (" ≈ " if seconds[slower] / seconds[faster] < same else " < ") + faster
+    return text
 
 
 @contextmanager

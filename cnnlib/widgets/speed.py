@@ -2,8 +2,9 @@
 
 * ``conv_problem``, ``conv_macs``: a convolution's inputs and its multiply-add count.
 * ``time_call``, ``first_and_second_call``: wall-clock timing (median of repeats; JIT vs cached).
-* ``time_interleaved``, ``compare_times``: methods timed in turn, call after call, as a student's
-  calls run in one kernel, and a Japanese sentence that says what this run measured.
+* ``time_interleaved``, ``compare_times``, ``speed_order``: methods timed in turn, call after call,
+  as a student's calls run in one kernel; a Japanese sentence that says what this run measured,
+  and the methods from slowest to fastest (≈ where two are within the run-to-run spread).
 * ``compiling``: says so, with the time it took, when a cell compiles kernels on first use.
 * ``Timing``, ``speed_table``, ``plot_speed``: the comparison table and its log-scale bar chart.
 * ``cache_demo``: a ``cache=True`` function compiled in one process and loaded in the next.
@@ -46,6 +47,7 @@ from cnnlib.widgets._timing import (  # re-exported: notebook 07 imports them fr
     conv_problem,
     first_and_second_call,
     plot_speed,
+    speed_order,
     speed_table,
     time_call,
     time_interleaved,
@@ -68,6 +70,7 @@ __all__ = [
     "plot_speed",
     "race_errors",
     "relative_error",
+    "speed_order",
     "speed_table",
     "time_call",
     "time_interleaved",
