@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from jupyter_client import KernelManager
 
@@ -30,12 +31,24 @@ DEFAULT_TARGET = 15.0
 STALL = 5.0  # seconds: a longer cell must say that it is compiling
 
 
-def run(path: Path, small: bool) -> tuple[float, float, list[tuple[int, float, bool, str]]]:
-    """(sum of cell seconds, wall seconds, [(cell, seconds, says it compiles, first line)])."""
+class Cell(NamedTuple):
+    """One code cell's run: its index among the code cells, seconds, whether its printed text
+    says that it compiles, its first line, and the printed text."""
+
+    index: int
+    seconds: float
+    says_compiling: bool
+    first_line: str
+    text: str
+
+
+def run(path: Path, small: bool, cache: str | None = None) -> tuple[float, float, list[Cell]]:
+    """(sum of cell seconds, wall seconds, the cells) of Run All in a new kernel, with
+    ``NUMBA_CACHE_DIR`` a new empty folder or ``cache``."""
     code_cells = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
     cells = []
-    with tempfile.TemporaryDirectory(prefix="cnnlib-cold-") as cache:
-        env = {**os.environ, "NUMBA_CACHE_DIR": cache, "PYTHONPATH": str(ROOT),
+    with tempfile.TemporaryDirectory(prefix="cnnlib-cold-") as empty:
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache or empty, "PYTHONPATH": str(ROOT),
                "CNNLIB_SMALL": "1" if small else "0"}
         manager = KernelManager(kernel_name="python3")
         start = time.perf_counter()
@@ -50,12 +63,12 @@ def run(path: Path, small: bool) -> tuple[float, float, list[tuple[int, float, b
                 if error:
                     raise SystemExit(f"{path.name}, cell {k}: {error}")
                 first = source.strip().splitlines()[0][:60] if source.strip() else ""
-                cells.append((k, seconds, "コンパイル" in text, first))
+                cells.append(Cell(k, seconds, "コンパイル" in text, first, text))
         finally:
             client.stop_channels()
             manager.shutdown_kernel(now=True)
         wall = time.perf_counter() - start
-    return sum(c[1] for c in cells), wall, cells
+    return sum(c.seconds for c in cells), wall, cells
 
 
 def _execute(client, source: str) -> tuple[float, str, str]:
@@ -87,15 +100,15 @@ def main() -> int:
     for path in paths:
         run_all, wall, cells = run(path.resolve(), small=not args.full)
         target = TARGET.get(path.name[:2], DEFAULT_TARGET)
-        slow = [c for c in cells if c[1] > STALL]
-        silent = [c for c in slow if not c[2]]
+        slow = [c for c in cells if c.seconds > STALL]
+        silent = [c for c in slow if not c.says_compiling]
         ok = run_all <= target and not silent
         missed += not ok
         print(f"{path.name}: Run All {run_all:.1f} s (target ≤ {target:g} s; "
               f"with the kernel's start "
-              f"{wall:.1f} s), slowest cell {max(c[1] for c in cells):.1f} s — "
+              f"{wall:.1f} s), slowest cell {max(c.seconds for c in cells):.1f} s — "
               f"{'ok' if ok else 'MISSED'}  (load {os.getloadavg()[0]:.1f})")
-        for k, seconds, says, line in slow:
+        for k, seconds, says, line, _ in slow:
             print(f"    cell {k:2d}: {seconds:5.1f} s {'(says so)' if says else '(silent)'}  "
                   f"{line}")
         sys.stdout.flush()

@@ -1,5 +1,7 @@
 """Notebook 07's timers, figures and checks (cnnlib.widgets.speed), driven headlessly."""
 
+import time
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
@@ -50,17 +52,20 @@ def test_time_call_is_the_median_of_the_repeats():
 def test_time_interleaved_calls_each_method_in_turn_with_no_pause():
     calls = []
     fns = {name: (lambda name=name: calls.append(name)) for name in "abc"}
-    seconds = speed.time_interleaved(fns, rounds=3)
+    seconds = speed.time_interleaved(fns, rounds=3, warmup=0)
     assert list(seconds) == ["a", "b", "c"] and all(t >= 0 for t in seconds.values())
     # one untimed round, then rounds whose order rotates: every method once per round
     assert calls == list("abc") + list("abc") + list("bca") + list("cab")
+    calls.clear()
+    start = time.perf_counter()
+    speed.time_interleaved(fns, rounds=3, warmup=0.05)   # untimed rounds for 0.05 s first
+    assert time.perf_counter() - start >= 0.05
+    assert len(calls) > 3 * 4 and len(calls) % 3 == 0 and calls[-9:] == list("abcbcacab")
     with pytest.raises(ValueError, match="rounds must be at least 1"):
         speed.time_interleaved(fns, rounds=0)
 
 
 def test_time_interleaved_tells_a_slow_method_from_a_fast_one():
-    import time
-
     seconds = speed.time_interleaved({"slow": lambda: time.sleep(0.02), "fast": lambda: None},
                                      rounds=3)
     assert seconds["slow"] >= 0.02 > seconds["fast"]
@@ -92,8 +97,6 @@ def test_speed_order_goes_from_slowest_to_fastest_and_marks_ties():
 
 
 def test_compiling_says_so_before_and_reports_a_slow_block(capsys):
-    import time
-
     with speed.compiling("畳み込み", about=5):
         pass
     out = capsys.readouterr().out

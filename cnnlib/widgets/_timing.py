@@ -43,8 +43,8 @@ def conv_macs(x_shape: Sequence[int], w_shape: Sequence[int], padding: int = 0,
 def time_call(fn: Callable, *args: object, repeat: int = 5) -> float:
     """Median wall time in seconds of ``repeat`` calls ``fn(*args)``.
 
-    Call ``fn`` once before (compilation is not part of a kernel's speed); the median ignores
-    the odd slow call caused by other programs on the machine.
+    Call a function that compiles on first use once before (compilation is not part of a
+    kernel's speed); the median ignores the odd slow call caused by other programs.
     """
     if repeat < 1:
         raise ValueError(f"repeat は 1 以上です。指定は {repeat} でした")
@@ -67,21 +67,32 @@ def first_and_second_call(fn: Callable, *args: object) -> tuple[float, float]:
     return first, time.perf_counter() - start
 
 
-def time_interleaved(fns: Mapping[str, Callable[[], object]], rounds: int = 7) -> dict[str, float]:
+def time_interleaved(fns: Mapping[str, Callable[[], object]], rounds: int = 7,
+                     warmup: float = 0.3) -> dict[str, float]:
     """Median wall time in seconds of each ``fns[name]()``, the calls interleaved.
 
     Each round calls every function once, one right after the other with no pause (the order
     rotates from round to round), as a student's calls run in one notebook kernel: each method
     meets the machine in the state the others leave it in (another library's threads still
-    busy-waiting, caches shared). One untimed round comes first (compilation, first touches).
+    busy-waiting, caches shared). Untimed rounds come first: one (compilation, first touches),
+    then more for ``warmup`` seconds: a machine that sat idle (a student reading
+    the previous cell) runs threaded code at about half speed for its first tens of
+    milliseconds of work (2-vCPU VM, 2026-12-08: conv2d forward of 07's first layer, batch 64,
+    after 1 s idle: about 1 ms per call for the first 50 calls, then 0.40-0.48 ms, cnnlib and a
+    Numba prange kernel alike), and the comparison is about the speeds in a busy loop, such as
+    training. ``warmup=0`` measures from the first timed call on.
     """
     if rounds < 1:
         raise ValueError(f"rounds must be at least 1, got {rounds}")
     names = list(fns)
     if not names:
         raise ValueError("time_interleaved needs at least one function")
-    for name in names:
+    for name in names:  # compiles what is not compiled yet
         fns[name]()
+    start = time.perf_counter()
+    while time.perf_counter() - start < warmup:
+        for name in names:
+            fns[name]()
     times: dict[str, list[float]] = {name: [] for name in names}
     for r in range(rounds):
         for name in names[r % len(names):] + names[: r % len(names)]:
