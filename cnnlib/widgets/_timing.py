@@ -78,9 +78,9 @@ def time_interleaved(fns: Mapping[str, Callable[[], object]], rounds: int = 7,
     then more for ``warmup`` seconds: a machine that sat idle (a student reading
     the previous cell) runs threaded code at about half speed for its first tens of
     milliseconds of work (2-vCPU VM, 2026-12-08: conv2d forward of 07's first layer, batch 64,
-    after 1 s idle: about 1 ms per call for the first 50 calls, then 0.40-0.48 ms, cnnlib and a
-    Numba prange kernel alike), and the comparison is about the speeds in a busy loop, such as
-    training. ``warmup=0`` measures from the first timed call on.
+    after 1 s idle: 0.9-1.1 ms per call over the first 25 calls, 0.40-0.50 ms after 50-75,
+    cnnlib and a Numba prange kernel alike), and the comparison is about the speeds in a busy
+    loop, such as training. ``warmup=0`` measures from the first timed call on.
     """
     if rounds < 1:
         raise ValueError(f"rounds must be at least 1, got {rounds}")
