@@ -75,12 +75,12 @@ def time_interleaved(fns: Mapping[str, Callable[[], object]], rounds: int = 7,
     rotates from round to round), as a student's calls run in one notebook kernel: each method
     meets the machine in the state the others leave it in (another library's threads still
     busy-waiting, caches shared). Untimed rounds come first: one (compilation, first touches),
-    then more for ``warmup`` seconds: a machine that sat idle (a student reading
-    the previous cell) runs threaded code at about half speed for its first tens of
-    milliseconds of work (2-vCPU VM, 2026-12-08: conv2d forward of 07's first layer, batch 64,
-    after 1 s idle: 0.9-1.1 ms per call over the first 25 calls, 0.40-0.50 ms after 50-75,
-    cnnlib and a Numba prange kernel alike), and the comparison is about the speeds in a busy
-    loop, such as training. ``warmup=0`` measures from the first timed call on.
+    then more for ``warmup`` seconds. A machine that sat idle (a student reading the previous
+    cell) runs threaded code at about half speed for its first tens of milliseconds of work
+    (2-vCPU VM, 2026-12-08: conv2d forward of 07's first layer, batch 64, after 1 s idle:
+    0.9-1.1 ms per call over the first 25 calls, 0.40-0.50 ms after 50-75, cnnlib and a Numba
+    prange kernel alike), and the comparison is about the speeds in a busy loop, such as
+    training; notebook 07 shows the idle case separately. ``warmup=0`` times from the start.
     """
     if rounds < 1:
         raise ValueError(f"rounds must be at least 1, got {rounds}")
