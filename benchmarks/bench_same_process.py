@@ -175,6 +175,8 @@ def main() -> int:
             for mode in MODES:
                 for shape in SHAPES:
                     t = {k: np.array(v) for k, v in res[f"{mode} {shape}"].items()}
+                    if not t["cnnlib"].size:
+                        continue  # --rounds 0 or --pause-rounds 0: that mode did not run
                     ratio = t["numpy"] / t["cnnlib"]
                     ok = np.median(ratio) >= TARGET
                     missed += mode == "no pause" and not ok

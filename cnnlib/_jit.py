@@ -44,7 +44,13 @@ cnnlib therefore makes every pool it can reach sleep as soon as its work is done
    of two threads on two cores), which cnnlib used before. The price: NumPy's 1024² float32
    product right after a cnnlib call took 12.05 ms instead of 8.41 ms, as it does after any
    PyTorch call in that process. ``OMP_WAIT_POLICY=PASSIVE`` in the kernel's environment
-   (Binder's ``binder/start`` sets it) avoids both.
+   (Binder's ``binder/start`` sets it) avoids both. Since the fast kernels run on cnnlib's own
+   workers instead of Numba's OpenMP pool, that runtime's spinning threads take a core from
+   them: a 3×3 convolution forward + backward (32×16×16×16, 32 filters) alternating with
+   PyTorch's took 4.61–4.77 ms with PyTorch imported first, 2.38–2.42 ms with cnnlib imported
+   first and 2.50–2.61 ms with PyTorch first under ``OMP_WAIT_POLICY=PASSIVE`` (2026-12-08).
+   So importing cnnlib after a loaded libgomp, with neither setting in the environment, warns
+   and says how to avoid it (``_openmp_already_spins``).
 4. glibc's malloc keeps the buffers a training step frees, instead of returning them to the
    kernel and faulting them in again in the next step (``_malloc.py``: the BatchNorm CNN's step
    20.97 → 11.67 ms in a process of its own).
@@ -172,6 +178,18 @@ def _openblas_sleeps_at_once() -> int:
     return changed
 
 
+def _openmp_already_spins() -> bool:
+    """Whether an OpenMP runtime (libgomp) is loaded already, without ``OMP_WAIT_POLICY`` or
+    ``GOMP_SPINCOUNT`` set: it read its default of busy-waiting after every parallel loop."""
+    if "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ:
+        return False
+    try:
+        return "libgomp" in _read("/proc/self/maps")
+    except OSError:  # not Linux: nothing to say
+        return False
+
+
+_spinning_openmp = _openmp_already_spins()
 _limit = _cpu_limit()
 if "NUMBA_NUM_THREADS" not in os.environ and "numba" not in sys.modules:
     os.environ["NUMBA_NUM_THREADS"] = str(_threads_for_this_machine(_limit))
@@ -194,6 +212,12 @@ if not _disk_cache:
     warnings.warn("cnnlib: no writable directory for Numba's cache (the package, ~/.cache and "
                   "the temporary directory are read-only); kernels are compiled in every "
                   "session. Set NUMBA_CACHE_DIR to a writable folder to keep them.",
+                  RuntimeWarning, stacklevel=2)
+if _spinning_openmp:
+    warnings.warn("cnnlib: a library imported before cnnlib (PyTorch, for example) has started "
+                  "OpenMP, whose idle threads keep a CPU busy after every parallel loop; "
+                  "alternating its calls with cnnlib's can make cnnlib about 2x slower. Import "
+                  "cnnlib first, or start Python or Jupyter with OMP_WAIT_POLICY=PASSIVE.",
                   RuntimeWarning, stacklevel=2)
 
 

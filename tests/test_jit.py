@@ -150,6 +150,23 @@ def test_an_openmp_runtime_started_before_cnnlib_is_shared(preload, env, layer):
     assert json.loads(done.stdout.strip().splitlines()[-1])["layer"] == layer
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/maps")
+@pytest.mark.parametrize(("preload", "env", "warned"), [
+    (True, {}, True),  # PyTorch (or anyone) started OpenMP first, with its spinning default
+    (True, {"OMP_WAIT_POLICY": "PASSIVE"}, False),  # the user's fix: idle threads sleep
+    (False, {}, False),  # cnnlib first: it sets the passive default itself, nothing to say
+])
+def test_an_openmp_runtime_that_already_spins_is_named_with_the_fix(preload, env, warned):
+    code = ("import ctypes\n" + ("ctypes.CDLL('libgomp.so.1')\n" if preload else "")
+            + "import cnnlib\n")
+    clean = {k: v for k, v in os.environ.items() if k not in SETTINGS}
+    done = subprocess.run([sys.executable, "-c", code], env={**clean, **env},
+                          capture_output=True, text=True, check=True)
+    assert ("Import cnnlib first" in done.stderr) == warned, done.stderr
+    if warned:
+        assert "OMP_WAIT_POLICY=PASSIVE" in done.stderr
+
+
 OPENBLAS = """
 import json, os, time
 import numpy as np
