@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._jit import chunk_kernel, inline_kernel, numba, serial_kernel
+from ._jit import chunk_kernel, inline_kernel, kernel, numba, prange, serial_kernel
 from ._loops import _add, _copy, _fill, _gemm, _gemm_dots, _in_chunks, _sum
 
 # How it works.
@@ -50,7 +50,7 @@ def forward(x, w, b, stride, padding, dilation, out):
     chunks = min(items, numba.get_num_threads())  # the items are split into one chunk per thread
     _in_chunks(
         _fast_forward_kernel, chunks, x, w.reshape(F, -1), b, KH, KW, sh, sw, ph, pw, dil_h,
-        dil_w, rows, chunks, out.reshape(N, F, H_out * W_out), W_out,
+        dil_w, rows, chunks, out.reshape(N, F, H_out * W_out), W_out, shared=_forward_shared,
     )  # fmt: skip
 
 
@@ -66,6 +66,7 @@ def backward(dout, x, w, stride, padding, dilation, need_dx):
     _in_chunks(
         _fast_backward_kernel, chunks, dout.reshape(N, F, H_out * W_out), W_out, x, w2t,
         *w.shape[2:], sh, sw, ph, pw, dil_h, dil_w, need_dx, dx, dw_parts, db_parts,
+        shared=_backward_shared,
     )  # fmt: skip
     dw, db = dw_parts.sum(axis=0).reshape(w.shape), db_parts.sum(axis=0)
     return (dx if need_dx else None), dw, db
@@ -178,6 +179,30 @@ def _fast_backward_kernel(
     for f in range(F):
         _copy(dw_db[f, :K], dw_parts[t, f])
         db_parts[t, f] = dw_db[f, K + _RUN]
+
+
+# The same chunks as a prange, on the OpenMP pool, for a process in which PyTorch (or another
+# library) started OpenMP before cnnlib with busy-waiting threads (``_loops._in_chunks``,
+# ``_jit.OPENMP_SPINS``). Compiled only there; cached like every kernel.
+
+
+@kernel
+def _forward_shared(T, x, w2, b, KH, KW, sh, sw, ph, pw, dil_h, dil_w, rows, chunks, out, W_out):
+    for t in prange(T):  # chunk t writes only its own output rows (chunks == T)
+        _fast_forward_kernel(
+            x, w2, b, KH, KW, sh, sw, ph, pw, dil_h, dil_w, rows, chunks, out, W_out, t
+        )  # fmt: skip
+
+
+@kernel
+def _backward_shared(
+    T, dout, W_out, x, w2t, KH, KW, sh, sw, ph, pw, dil_h, dil_w, need_dx, dx, dw_parts, db_parts
+):  # fmt: skip
+    for t in prange(T):  # chunk t writes only its samples' dx, dw_parts[t] and db_parts[t]
+        _fast_backward_kernel(
+            dout, W_out, x, w2t, KH, KW, sh, sw, ph, pw, dil_h, dil_w, need_dx, dx, dw_parts,
+            db_parts, t,
+        )  # fmt: skip
 
 
 @serial_kernel

@@ -44,13 +44,19 @@ cnnlib therefore makes every pool it can reach sleep as soon as its work is done
    of two threads on two cores), which cnnlib used before. The price: NumPy's 1024² float32
    product right after a cnnlib call took 12.05 ms instead of 8.41 ms, as it does after any
    PyTorch call in that process. ``OMP_WAIT_POLICY=PASSIVE`` in the kernel's environment
-   (Binder's ``binder/start`` sets it) avoids both. Since the fast kernels run on cnnlib's own
-   workers instead of Numba's OpenMP pool, that runtime's spinning threads take a core from
-   them: a 3×3 convolution forward + backward (32×16×16×16, 32 filters) alternating with
-   PyTorch's took 4.61–4.77 ms with PyTorch imported first, 2.38–2.42 ms with cnnlib imported
-   first and 2.50–2.61 ms with PyTorch first under ``OMP_WAIT_POLICY=PASSIVE`` (2026-12-08).
-   So importing cnnlib after a loaded libgomp, with neither setting in the environment, warns
-   and says how to avoid it (``_openmp_already_spins``).
+   (Binder's ``binder/start`` sets it) avoids both. The fast kernels run on cnnlib's own
+   workers, not on that pool, and its spinning threads take a core from them: a 3×3
+   convolution forward + backward (32×16×16×16, 32 filters) alternating with PyTorch's took
+   4.61–4.77 ms with PyTorch imported first, 2.38–2.42 ms with cnnlib imported first and
+   2.50–2.61 ms with PyTorch first under ``OMP_WAIT_POLICY=PASSIVE`` (2026-12-08). So in that
+   case (``OPENMP_SPINS``: libgomp loaded before cnnlib, neither setting in the environment)
+   importing cnnlib warns and names the fix, and the convolution runs its chunks as a prange on
+   the shared OpenMP pool (``_loops._in_chunks(..., shared=...)``): 2.11–2.24 ms, and
+   ``bench_same_process.py`` with PyTorch imported first 8.98–10.18×, 5.79–5.90×, 3.68–3.89×
+   NumPy im2col instead of 5.50–6.85×, 4.82–5.01×, 2.89–3.16×. The prices: once per cache, the
+   two prange wrappers compile in about 4 and 5 s (float32); and NumPy's 1024² float32 product
+   right after a convolution took 10.7–11.1 ms instead of 7.1–7.4 ms, as after any PyTorch call
+   in that process (the pool's threads spin after cnnlib's loops too).
 4. glibc's malloc keeps the buffers a training step frees, instead of returning them to the
    kernel and faulting them in again in the next step (``_malloc.py``: the BatchNorm CNN's step
    20.97 → 11.67 ms in a process of its own).
@@ -189,7 +195,7 @@ def _openmp_already_spins() -> bool:
         return False
 
 
-_spinning_openmp = _openmp_already_spins()
+OPENMP_SPINS = _openmp_already_spins()  # read before cnnlib sets OMP_WAIT_POLICY
 _limit = _cpu_limit()
 if "NUMBA_NUM_THREADS" not in os.environ and "numba" not in sys.modules:
     os.environ["NUMBA_NUM_THREADS"] = str(_threads_for_this_machine(_limit))
@@ -213,7 +219,7 @@ if not _disk_cache:
                   "the temporary directory are read-only); kernels are compiled in every "
                   "session. Set NUMBA_CACHE_DIR to a writable folder to keep them.",
                   RuntimeWarning, stacklevel=2)
-if _spinning_openmp:
+if OPENMP_SPINS:
     warnings.warn("cnnlib: a library imported before cnnlib (PyTorch, for example) has started "
                   "OpenMP, whose idle threads keep a CPU busy after every parallel loop; "
                   "alternating its calls with cnnlib's can make cnnlib about 2x slower. Import "
@@ -274,4 +280,5 @@ sum_kernel = njit(cache=_disk_cache, fastmath={"reassoc", "contract"})
 # chunk per thread on cnnlib's own workers (compiles in about half the time of a prange nest).
 chunk_kernel = njit(nogil=True, cache=_disk_cache)
 
-__all__ = ["chunk_kernel", "inline_kernel", "kernel", "prange", "serial_kernel", "sum_kernel"]
+__all__ = ["OPENMP_SPINS", "chunk_kernel", "inline_kernel", "kernel", "prange", "serial_kernel",
+           "sum_kernel"]

@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 import threading
 
-from ._jit import numba, serial_kernel, sum_kernel  # numba as _jit loads it, after its settings
+# numba as _jit loads it, after its settings
+from ._jit import OPENMP_SPINS, numba, serial_kernel, sum_kernel
 
 # Threads without Numba's parallel compiler. ``njit(parallel=True)`` costs 0.4 s of compilation
 # for the smallest prange loop and several seconds for a big loop nest (issue 11: a cold start on
@@ -64,11 +65,18 @@ _workers: list[_Worker] = []
 _busy = threading.Lock()  # one caller at a time uses the workers
 
 
-def _in_chunks(kern, T, *args):
+def _in_chunks(kern, T, *args, shared=None):
     """kern(*args, t) for every chunk t < T: chunk 0 here, the others on the worker threads.
 
     A second thread that calls while the workers are busy runs its chunks itself, one by one.
+    ``shared(T, *args)``, a prange over the same chunks, runs them on the OpenMP pool instead
+    when an OpenMP runtime was loaded before cnnlib with its busy-waiting default
+    (``_jit.OPENMP_SPINS``, PyTorch imported first): its spinning threads would take a core
+    from cnnlib's workers, and sharing their pool avoids that (see _jit.py).
     """
+    if shared is not None and T > 1 and OPENMP_SPINS:
+        shared(T, *args)
+        return
     if T <= 1 or not _busy.acquire(blocking=False):  # T = 0: nothing to do (empty batch)
         for t in range(T):
             kern(*args, t)

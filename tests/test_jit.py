@@ -167,6 +167,42 @@ def test_an_openmp_runtime_that_already_spins_is_named_with_the_fix(preload, env
         assert "OMP_WAIT_POLICY=PASSIVE" in done.stderr
 
 
+SHARED = """
+import ctypes, hashlib, json, warnings
+if {preload}:
+    ctypes.CDLL("libgomp.so.1")  # PyTorch imported first: OpenMP loaded, threads spinning
+warnings.simplefilter("ignore")
+import numpy as np
+from cnnlib import _conv_fast
+from cnnlib.conv import conv2d_backward, conv2d_forward
+rng = np.random.default_rng(0)
+digest = hashlib.sha256()
+for stride, padding in ((1, 1), (2, 0)):
+    x = rng.standard_normal((16, 3, 12, 12)).astype(np.float32)
+    w = rng.standard_normal((5, 3, 3, 3)).astype(np.float32)
+    out, cache = conv2d_forward(x, w, np.zeros(5, np.float32), stride, padding)
+    for a in (out, *conv2d_backward(rng.standard_normal(out.shape).astype(np.float32), cache)):
+        digest.update(np.ascontiguousarray(a).tobytes())
+print(json.dumps({{"digest": digest.hexdigest(),
+                  "shared": [len(_conv_fast._forward_shared.signatures),
+                             len(_conv_fast._backward_shared.signatures)]}}))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/maps")
+def test_with_a_spinning_openmp_pool_the_convolution_shares_it_with_the_same_numbers():
+    clean = {k: v for k, v in os.environ.items() if k not in SETTINGS}
+    clean["NUMBA_NUM_THREADS"] = "2"  # two chunks, so that the chunks really are split
+    runs = {}
+    for preload in (True, False):
+        done = subprocess.run([sys.executable, "-c", SHARED.format(preload=preload)], env=clean,
+                              capture_output=True, text=True, check=True)
+        runs[preload] = json.loads(done.stdout.strip().splitlines()[-1])
+    assert runs[True]["shared"] == [1, 1]  # the prange over the chunks ran, on OpenMP's pool
+    assert runs[False]["shared"] == [0, 0]  # cnnlib first: its own workers, nothing compiled
+    assert runs[True]["digest"] == runs[False]["digest"]  # the same chunks: the same bits
+
+
 OPENBLAS = """
 import json, os, time
 import numpy as np
