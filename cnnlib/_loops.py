@@ -74,7 +74,7 @@ def _in_chunks(kern, T, *args, shared=None):
     (``_jit.OPENMP_SPINS``, PyTorch imported first): its spinning threads would take a core
     from cnnlib's workers, and sharing their pool avoids that (see _jit.py).
     """
-    if shared is not None and T > 1 and OPENMP_SPINS:
+    if shared is not None and T > 0 and OPENMP_SPINS:
         shared(T, *args)
         return
     if T <= 1 or not _busy.acquire(blocking=False):  # T = 0: nothing to do (empty batch)

@@ -23,7 +23,8 @@ MODULES = (conv, _conv_fast, _loops, pool, norm, _norm_fast, activations, linear
 
 def warm_up(dtype: type | np.dtype) -> list[str]:
     """Run every functional forward and backward of ``cnnlib.registry.PAIRS`` once on its small
-    sample, with both methods, in ``dtype``; then the loss and ``batch_norm_inference``.
+    sample, with both methods, in ``dtype``; the convolution once more as it runs when OpenMP
+    was started before cnnlib; then the loss and ``batch_norm_inference``.
 
     Returns the names of the pairs (and extra functions) that ran, in order.
     """
@@ -34,6 +35,14 @@ def warm_up(dtype: type | np.dtype) -> list[str]:
         for method in METHODS:  # the cache-blocked kernels, and the lecture's loops
             pair.run(rng, dtype, method)
         done.append(name)
+    # The convolution's prange wrappers for a process in which OpenMP was started before cnnlib
+    # (PyTorch imported first, ``_jit.OPENMP_SPINS``), so that such a session loads them too.
+    spins, _loops.OPENMP_SPINS = _loops.OPENMP_SPINS, True
+    try:
+        PAIRS["conv2d"].run(rng, dtype, "fast")
+    finally:
+        _loops.OPENMP_SPINS = spins
+    done.append("conv2d on a shared OpenMP pool")
     x = rng.standard_normal((2, 4, 6, 5)).astype(dtype)
     gamma, beta = np.ones(4, dtype), np.zeros(4, dtype)
     norm.batch_norm_inference(x, gamma, beta, np.zeros(4, dtype), np.ones(4, dtype))
