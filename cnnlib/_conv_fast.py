@@ -189,8 +189,8 @@ def _fast_backward_kernel(
 @kernel
 def _forward_shared(T, x, w2, b, KH, KW, sh, sw, ph, pw, dil_h, dil_w, rows, chunks, out, W_out):
     for t in prange(T):  # chunk t writes only its own output rows (chunks == T)
-        _fast_forward_kernel(
-            x, w2, b, KH, KW, sh, sw, ph, pw, dil_h, dil_w, rows, chunks, out, W_out, t
+        _fast_forward_kernel(  # t as int64: prange counts unsigned, a second compilation
+            x, w2, b, KH, KW, sh, sw, ph, pw, dil_h, dil_w, rows, chunks, out, W_out, np.int64(t)
         )  # fmt: skip
 
 
@@ -201,7 +201,7 @@ def _backward_shared(
     for t in prange(T):  # chunk t writes only its samples' dx, dw_parts[t] and db_parts[t]
         _fast_backward_kernel(
             dout, W_out, x, w2t, KH, KW, sh, sw, ph, pw, dil_h, dil_w, need_dx, dx, dw_parts,
-            db_parts, t,
+            db_parts, np.int64(t),
         )  # fmt: skip
 
 

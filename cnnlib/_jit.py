@@ -54,8 +54,8 @@ cnnlib therefore makes every pool it can reach sleep as soon as its work is done
    the shared OpenMP pool (``_loops._in_chunks(..., shared=...)``): 2.11–2.24 ms, and
    ``bench_same_process.py`` with PyTorch imported first 8.98–10.18×, 5.79–5.90×, 3.68–3.89×
    NumPy im2col instead of 5.50–6.85×, 4.82–5.01×, 2.89–3.16×. The prices: once per cache, the
-   two prange wrappers compile in about 4 and 5 s (float32; ``python -m cnnlib.warmup`` compiles
-   them too); and NumPy's 1024² float32 product
+   two prange wrappers compile in about 2.5 and 3 s (float32; ``python -m cnnlib.warmup``
+   compiles them too: 27.0 → 38.2 s for everything); and NumPy's 1024² float32 product
    right after a convolution took 10.7–11.1 ms instead of 7.1–7.4 ms, as after any PyTorch call
    in that process (the pool's threads spin after cnnlib's loops too).
 4. glibc's malloc keeps the buffers a training step frees, instead of returning them to the
