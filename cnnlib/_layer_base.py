@@ -10,6 +10,7 @@ from functools import cache, partial
 import numpy as np
 
 from cnnlib import _prefetch
+from cnnlib._malloc import no_huge_page_advice
 
 #: How many uses of one layer are remembered between two backward passes. A layer called in a
 #: loop without backward (plots, widgets) forgets its oldest uses instead of growing without end;
@@ -75,7 +76,8 @@ class Layer:
         if self._backward_done:
             self._new_round()
         mark = _prefetch.compiles()
-        out, cache = self._forward(x)
+        with no_huge_page_advice():  # a layer's arrays: see _malloc.py
+            out, cache = self._forward(x)
         _prefetch.after_forward(self, cache, out, mark)  # a cold cache: see _prefetch.py
         self._uses.append(cache)
         if len(self._uses) > MAX_USES:
@@ -98,7 +100,8 @@ class Layer:
         accumulate = self._pending < len(self._uses)
         self._pending -= 1
         _prefetch.wait(type(self))
-        dx, grads = self._backward(dout, self._uses[self._pending], bool(input_grad))
+        with no_huge_page_advice():
+            dx, grads = self._backward(dout, self._uses[self._pending], bool(input_grad))
         for key, g in grads.items():
             if accumulate:
                 self.grads[key] += g

@@ -28,6 +28,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ._check import as_int
+from ._malloc import without_huge_page_advice
 
 FASHION_MNIST_CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -313,6 +314,7 @@ def _locate(ds: _Dataset, split: str, download: bool, progress: bool) -> tuple[P
     raise DatasetNotFoundError(_not_found_message(ds, looked, errors))
 
 
+@without_huge_page_advice
 def _load(
     ds: _Dataset, split: str, download: bool, progress: bool, limit: int | None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -386,6 +388,7 @@ def _shape_mask(kind: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return (r2 <= 1.0) & (r2 >= 0.55**2)  # ring
 
 
+@without_huge_page_advice
 def make_shapes(n: int, size: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """A synthetic, offline dataset: one coloured shape per image on a dark, noisy background.
 

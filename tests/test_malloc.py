@@ -1,6 +1,8 @@
-"""cnnlib/_malloc.py: a training step's freed buffers stay in the process (glibc's thresholds).
+"""cnnlib/_malloc.py: a training step's freed buffers stay in the process (glibc's thresholds), and
+cnnlib's own arrays get no huge-page advice from NumPy.
 
-Each case runs in a new interpreter: the thresholds are process-wide and set at import.
+The malloc cases run in a new interpreter each: the thresholds are process-wide and set at
+import.
 """
 
 import json
@@ -8,6 +10,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from cnnlib import _malloc
@@ -105,3 +108,64 @@ def test_a_malloc_setting_of_the_user_is_left_alone():
 
 def test_setting_the_thresholds_reports_success_on_glibc():
     assert _malloc.keep_freed_memory() is True
+
+
+# --------------------------------------------------------------------------- huge pages
+
+needs_switch = pytest.mark.skipif(not _malloc.ADVISE, reason="no NumPy switch, or the user chose")
+
+
+def advice() -> bool:
+    """NumPy's current setting (read by setting it and putting it back)."""
+    now = _malloc._set_madvise_hugepage(False)
+    _malloc._set_madvise_hugepage(now)
+    return bool(now)
+
+
+@needs_switch
+def test_the_advice_is_off_inside_the_block_and_as_before_after_it():
+    before = advice()
+    with _malloc.no_huge_page_advice():
+        assert advice() is False
+        with _malloc.no_huge_page_advice():  # nested: the outer block's setting comes back
+            assert advice() is False
+        assert advice() is False
+    assert advice() is before
+    with pytest.raises(ZeroDivisionError), _malloc.no_huge_page_advice():
+        1 / 0  # noqa: B018
+    assert advice() is before
+
+
+@needs_switch
+def test_layers_and_data_generators_allocate_without_the_advice(monkeypatch):
+    from cnnlib import data
+    from cnnlib.layers import ReLU
+
+    seen = []
+    layer = ReLU()
+    forward, backward = layer._forward, layer._backward
+
+    def spy(method):
+        def run(*args):
+            seen.append(advice())
+            return method(*args)
+        return run
+
+    monkeypatch.setattr(layer, "_forward", spy(forward))
+    monkeypatch.setattr(layer, "_backward", spy(backward))
+    monkeypatch.setattr(data, "_shape_mask", spy(data._shape_mask))
+    before = advice()
+    layer.backward(layer.forward(np.ones((2, 3), np.float32)))
+    data.make_shapes(5)
+    assert seen and not any(seen)
+    assert advice() is before  # the user's own arrays keep NumPy's setting
+
+
+def test_a_choice_of_the_user_is_left_alone():
+    script = ("from cnnlib import _malloc\n"
+              "_malloc._set_madvise_hugepage(True)\n"
+              "with _malloc.no_huge_page_advice():\n"
+              "    print(_malloc._set_madvise_hugepage(True))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env={**os.environ, "NUMPY_MADVISE_HUGEPAGE": "1"}, check=True)
+    assert done.stdout.split() == ["True"]
