@@ -7,6 +7,10 @@ in ``conv.py`` are the lecture's formula; this module is only about speed.
 
 from __future__ import annotations
 
+import functools
+import threading
+from typing import NamedTuple
+
 import numpy as np
 
 from ._jit import chunk_kernel, inline_kernel, kernel, numba, prange, serial_kernel
@@ -16,7 +20,7 @@ from ._loops import _add, _copy, _fill, _gemm, _gemm_dots, _in_chunks, _sum
 #
 # Every tap k = (c, m, q) of the filter and every output position p = (i, j) become one offset
 # each into the zero-padded sample flattened to 1-D: the input value that tap k sees at output
-# position p is xp[offs[k] + base[p]] (offs from _taps, base from _windows). Gathering those
+# position p is xp[offs[k] + base[p]] (offs and base from _offsets). Gathering those
 # values into a matrix (im2col) turns each sample's convolution and gradients into matrix
 # products, which _gemm computes with plain loops that vectorise. Samples are split into one
 # chunk per thread, so the padded copy and the matrices of a sample stay in that core's cache,
@@ -35,61 +39,183 @@ from ._loops import _add, _copy, _fill, _gemm, _gemm_dots, _in_chunks, _sum
 # (backward) per dtype on a 2-core machine, most of it Numba's parallel machinery (the prange
 # body is compiled and optimised again as a function of its own); as serial functions they
 # compile in 3.3 and 3.1 s (issue 11: every notebook with a convolution compiles them cold).
-
+#
+# What depends only on the shapes is prepared in Python, once per layer shape: the offsets
+# (``_offsets``) and the scratch buffers of each chunk (``_scratch``, kept per thread for the
+# last few shapes). Each helper a kernel calls is compiled as a function of its own, and each
+# array a kernel allocates compiles NumPy's allocator into it; without them the forward and
+# backward kernels compiled in 1.63 and 1.68 s instead of 2.20 and 1.97-2.01 s (float32, empty
+# cache, 2-core VM, 2026-12-08), and ran as fast (bench_same_process.py, no pause: 7.84-8.13×,
+# 5.66-5.77×, 3.24-3.28× NumPy im2col against 8.20-8.28×, 5.73-5.83×, 3.21-3.26× before). The
+# scratch keeps what the kernels need from one call to the next: zeros in the padding of xp and
+# in the rows and columns of dout_rows that no call writes, and the column of 1s in patches;
+# every other value is written before it is read.
 
 
 def forward(x, w, b, stride, padding, dilation, out):
     """Fill ``out`` (N, F, H_out, W_out) with the convolution of x (N, C, H, W) by w, plus b."""
+    chunks, args = _forward_plan(x, w, b, stride, padding, dilation, out)
+    _in_chunks(_fast_forward_kernel, chunks, *args, shared=_forward_shared)
+
+
+def _forward_plan(x, w, b, stride, padding, dilation, out, rows=None, chunks=None):
+    """``(chunks, args)``: ``_fast_forward_kernel(*args, t)`` for t < chunks fills ``out``.
+
+    ``rows`` (output rows per work item) and ``chunks`` are chosen for the machine unless given.
+    """
     (sh, sw), (ph, pw), (dil_h, dil_w) = stride, padding, dilation
-    N, C = x.shape[:2]
+    N, C, H, W = x.shape
     F, _, KH, KW = w.shape
     H_out, W_out = out.shape[2:]
-    # blocks of output rows whose im2col matrix fits in a core's cache (~256 kB)
-    rows = min(H_out, max(1, 2**18 // max(1, C * KH * KW * W_out * x.itemsize)))
-    items = N * -(-H_out // rows)
-    chunks = min(items, numba.get_num_threads())  # the items are split into one chunk per thread
-    _in_chunks(
-        _fast_forward_kernel, chunks, x, w.reshape(F, -1), b, KH, KW, sh, sw, ph, pw, dil_h,
-        dil_w, rows, chunks, out.reshape(N, F, H_out * W_out), W_out, shared=_forward_shared,
-    )  # fmt: skip
+    if rows is None:  # blocks of output rows whose im2col matrix fits in a core's cache (~256 kB)
+        rows = min(H_out, max(1, 2**18 // max(1, C * KH * KW * W_out * x.itemsize)))
+    if chunks is None:  # the work items (sample, block of rows) in one chunk per thread
+        chunks = min(N * -(-H_out // rows), numba.get_num_threads())
+    shapes = (C, H, W, KH, KW, H_out, W_out, sh, sw, ph, pw, dil_h, dil_w)
+    o = _offsets(*shapes)
+    K, width = o.offs.size, _whole_vectors(rows * W_out + _RUN)
+    xp, cols, out_rows = _scratch(("forward", x.dtype, chunks, rows, F, shapes), (
+        ((o.xp_len,), 0), ((K, width), 0), ((F, width), 0)))  # cols with spill room
+    return chunks, (x, w.reshape(F, -1), b, o.offs, o.base_u if sw != 1 else _NONE_U, ph, pw,
+                    sh, sw, rows, chunks, out.reshape(N, F, H_out * W_out), W_out, xp, cols,
+                    out_rows)
 
 
 def backward(dout, x, w, stride, padding, dilation, need_dx):
     """``(dx or None, dw, db)`` of the convolution for ``dout`` (N, F, H_out, W_out)."""
-    (sh, sw), (ph, pw), (dil_h, dil_w) = stride, padding, dilation
-    N, F, H_out, W_out = dout.shape
-    chunks = min(N, numba.get_num_threads())  # the samples are split into one chunk per thread
-    dx = np.empty_like(x) if need_dx else np.empty((0, *x.shape[1:]), x.dtype)
-    dw_parts = np.empty((chunks, F, w[0].size), x.dtype)  # one partial sum per chunk
-    db_parts = np.empty((chunks, F), x.dtype)
-    w2t = np.ascontiguousarray(w.reshape(F, -1).T)  # (C·KH·KW, F)
-    _in_chunks(
-        _fast_backward_kernel, chunks, dout.reshape(N, F, H_out * W_out), W_out, x, w2t,
-        *w.shape[2:], sh, sw, ph, pw, dil_h, dil_w, need_dx, dx, dw_parts, db_parts,
-        shared=_backward_shared,
-    )  # fmt: skip
+    chunks, args = _backward_plan(dout, x, w, stride, padding, dilation, need_dx)
+    _in_chunks(_fast_backward_kernel, chunks, *args, shared=_backward_shared)
+    dx, dw_parts, db_parts = args[-3:]
     dw, db = dw_parts.sum(axis=0).reshape(w.shape), db_parts.sum(axis=0)
     return (dx if need_dx else None), dw, db
 
 
+def _backward_plan(dout, x, w, stride, padding, dilation, need_dx, chunks=None):
+    """``(chunks, args)``: ``_fast_backward_kernel(*args, t)`` for t < chunks fills the last
+    three arguments: dx, and the partial sums dw_parts (chunks, F, C·KH·KW) and db_parts.
+
+    ``chunks`` is one per thread unless given.
+    """
+    (sh, sw), (ph, pw), (dil_h, dil_w) = stride, padding, dilation
+    N, F, H_out, W_out = dout.shape
+    C, H, W = x.shape[1:]
+    KH, KW = w.shape[2:]
+    if chunks is None:  # the samples in one chunk per thread
+        chunks = min(N, numba.get_num_threads())
+    shapes = (C, H, W, KH, KW, H_out, W_out, sh, sw, ph, pw, dil_h, dil_w)
+    o = _offsets(*shapes)
+    K = o.offs.size
+    wide = sh == 1 and sw == 1  # dout in rows of Wp values (see above)
+    L = _whole_vectors(H_out * (W + 2 * pw if wide else W_out))
+    ones_at = K + _RUN  # patches: K taps, spill room, then the column of 1s
+    scratch = _scratch(("backward", x.dtype, chunks, F, need_dx, shapes), (
+        ((o.xp_len,), 0),  # xp: the padded sample
+        ((o.xp_len if need_dx else 0,), 0),  # dxp: its gradient
+        ((0 if wide else H_out * W_out, _whole_vectors(ones_at + 1)), ones_at),  # patches
+        ((-(-F // 4) * 4, L), 0),  # dout_rows: F rounded up to 4 for _gemm_dots
+        ((K if need_dx else 0, L), 0),  # dcols
+        ((-(-F // 4) * 4, _whole_vectors(ones_at + 1)), 0),  # dw_db: dw in columns < K, db
+    ))  # fmt: skip
+    dx = np.empty_like(x) if need_dx else np.empty((0, *x.shape[1:]), x.dtype)
+    dw_parts = np.empty((chunks, F, K), x.dtype)  # one partial sum per chunk
+    db_parts = np.empty((chunks, F), x.dtype)
+    w2t = np.ascontiguousarray(w.reshape(F, -1).T)  # (C·KH·KW, F)
+    return chunks, (dout.reshape(N, F, H_out * W_out), W_out, x, w2t, o.offs, o.offs_u, o.offs4,
+                    o.group_offs_u, o.runs_kw, *((_NONE, _NONE_U) if wide else (o.base, o.base_u)),
+                    ph, pw, *scratch, need_dx, dx, dw_parts, db_parts)
+
+
+class _Offsets(NamedTuple):
+    """Where the kernels read in the flattened padded sample (see the top of this module)."""
+
+    offs: np.ndarray  # int64 (K,): tap k = (c, m, q) relative to its window
+    offs_u: np.ndarray  # the same, uint64
+    offs4: np.ndarray  # int64 (K rounded up to 4,): the taps past K repeat offset 0
+    group_offs_u: np.ndarray  # uint64: the first tap of each filter row, for _gather_runs
+    runs_kw: int  # KW when _gather_runs applies (dilation 1, KW ≤ 8), else 0
+    base: np.ndarray  # int64 (H_out·W_out,): where the window of output position p starts
+    base_u: np.ndarray  # the same, uint64
+    xp_len: int  # the padded sample's length, with room for the last window's runs (whole vectors)
+
+
+@functools.lru_cache(maxsize=64)
+def _offsets(C, H, W, KH, KW, H_out, W_out, sh, sw, ph, pw, dil_h, dil_w) -> _Offsets:
+    Hp, Wp = H + 2 * ph, W + 2 * pw
+    c, m, q = np.ix_(np.arange(C), np.arange(KH) * dil_h, np.arange(KW) * dil_w)
+    offs = ((c * Hp + m) * Wp + q).reshape(-1).astype(np.int64)
+    offs4 = np.zeros(-(-offs.size // 4) * 4, np.int64)
+    offs4[: offs.size] = offs
+    i, j = np.ix_(np.arange(H_out) * sh, np.arange(W_out) * sw)
+    base = (i * Wp + j).reshape(-1).astype(np.int64)
+    offs_u = offs.astype(np.uint64)
+    runs = dil_w == 1 and KW <= _RUN
+    return _Offsets(offs, offs_u, offs4, np.ascontiguousarray(offs_u[::KW]) if runs else _NONE_U,
+                    KW if runs else 0, base, base.astype(np.uint64),
+                    _whole_vectors(C * Hp * Wp + (KW - 1) * dil_w + _RUN))
+
+
+_NONE = np.empty(0, np.int64)  # no windows: a convolution with stride 1
+_NONE_U = np.empty(0, np.uint64)
+
+
+def _whole_vectors(n: int) -> int:
+    """n rounded up to a multiple of 16 values: rows of whole vectors."""
+    return -(-n // 16) * 16
+
+
+_buffers = threading.local()  # per thread: {key: scratch}, the last shapes used
+_KEEP_BYTES = 32 * 2**20  # at most this much scratch stays per thread (larger is not kept)
+
+
+def _scratch(key: tuple, specs: tuple) -> tuple[np.ndarray, ...]:
+    """One array of shape (chunks, *shape) per ``(shape, ones_at)`` in ``specs``, zero except
+    for a column of 1s at ``ones_at`` (if > 0), each chunk's slice starting on a 64-byte
+    boundary (NumPy's own arrays start on 16-byte ones; the kernels ran 15-30 % slower on
+    such scratch). Kept for the calling thread and ``key`` (dtype, chunks first), so that the
+    next call with the same shapes finds them again, up to ``_KEEP_BYTES`` (oldest out first)."""
+    kept = getattr(_buffers, "kept", None)
+    if kept is None:
+        kept = _buffers.kept = {}
+    found = kept.get(key)
+    if found is None:
+        dtype, chunks = key[1], key[2]
+        found = tuple(_aligned_zeros((chunks, *shape), dtype, ones_at) for shape, ones_at in specs)
+        if _nbytes(found) <= _KEEP_BYTES:
+            while kept and sum(map(_nbytes, kept.values())) + _nbytes(found) > _KEEP_BYTES:
+                del kept[next(iter(kept))]  # the oldest
+            kept[key] = found
+    return found
+
+
+def _nbytes(arrays: tuple[np.ndarray, ...]) -> int:
+    return sum(array.nbytes for array in arrays)
+
+
+def _aligned_zeros(shape: tuple, dtype: np.dtype, ones_at: int) -> np.ndarray:
+    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    raw = np.zeros(size + 64, np.uint8)
+    start = -raw.ctypes.data % 64
+    array = raw[start : start + size].view(dtype).reshape(shape)
+    if ones_at > 0:
+        array[..., ones_at] = 1
+    return array
+
+
 @chunk_kernel
-def _fast_forward_kernel(x, w2, b, KH, KW, sh, sw, ph, pw, dil_h, dil_w, rows, T, out, W_out, t):
+def _fast_forward_kernel(x, w2, b, offs, base_u, ph, pw, sh, sw, rows, T, out, W_out, xp_all,
+                         cols_all, out_rows_all, t):
     """out[n] = b + w2 @ cols_n with cols_n[k, p] = xp_n[offs[k] + base[p]], in blocks of rows.
 
     Chunk t of T: the work items (sample n, block of output rows) t·items/T up to
-    (t + 1)·items/T; chunk t writes only their output rows.
+    (t + 1)·items/T; chunk t writes only their output rows, and uses the scratch
+    xp_all[t], cols_all[t] and out_rows_all[t] (``_forward_plan``).
     """
-    N, C, H, W = x.shape
-    F, K, P = w2.shape[0], w2.shape[1], out.shape[2]  # out is (N, F, H_out·W_out)
+    N, H, W = x.shape[0], x.shape[2], x.shape[3]
+    F, P = w2.shape[0], out.shape[2]  # out is (N, F, H_out·W_out)
     H_out, Hp, Wp = P // W_out, H + 2 * ph, W + 2 * pw
-    offs = _taps(C, KH, KW, Hp, Wp, dil_h, dil_w)
-    base_u = _windows(H_out, W_out, Wp, sh, sw).astype(np.uint64)
     blocks = -(-H_out // rows)  # work item = (sample n, block of output rows)
     items = N * blocks
-    # scratch buffers of this chunk
-    xp = np.zeros(C * Hp * Wp + (KW - 1) * dil_w + _RUN, x.dtype)
-    cols = _padded_zeros(K, rows * W_out + _RUN, x.dtype)  # (K, rows·W_out), spill room
-    out_rows = _padded_zeros(F, rows * W_out + _RUN, x.dtype)  # (F, rows·W_out)
+    xp, cols, out_rows = xp_all[t], cols_all[t], out_rows_all[t]
     padded = -1  # the sample now in xp
     for item in range(t * items // T, (t + 1) * items // T):
         n, i0 = item // blocks, item % blocks * rows
@@ -110,39 +236,30 @@ def _fast_forward_kernel(x, w2, b, KH, KW, sh, sw, ph, pw, dil_h, dil_w, rows, T
 
 @chunk_kernel
 def _fast_backward_kernel(
-    dout, W_out, x, w2t, KH, KW, sh, sw, ph, pw, dil_h, dil_w, need_dx, dx, dw_parts, db_parts, t
+    dout, W_out, x, w2t, offs, offs_u, offs4, group_offs_u, runs_kw, base, base_u, ph, pw,
+    xp_all, dxp_all, patches_all, dout_rows_all, dcols_all, dw_db_all, need_dx, dx, dw_parts,
+    db_parts, t,
 ):  # fmt: skip
     """Per sample: [dw | db] += dout_n @ [patches_n | 1] and dx_n = col2im(w2ᵀ @ dout_n).
 
-    With stride 1, dw[f, k] += Σ_p dout_rows[f, p]·xp_n[offs[k] + p] reads xp_n in place and
-    db[f] += Σ_p dout_rows[f, p]. Chunk t of T = len(dw_parts): samples t·N/T up to
-    (t + 1)·N/T; it writes their dx[n], dw_parts[t] and db_parts[t].
+    With stride 1 (``base`` empty), dw[f, k] += Σ_p dout_rows[f, p]·xp_n[offs[k] + p] reads
+    xp_n in place and db[f] += Σ_p dout_rows[f, p]. Chunk t of T = len(dw_parts): samples
+    t·N/T up to (t + 1)·N/T; it writes their dx[n], dw_parts[t] and db_parts[t], and uses the
+    scratch [t] of each ``…_all`` (``_backward_plan``).
     """
     N, F, P = dout.shape  # dout is (N, F, H_out·W_out), w2t is (C·KH·KW, F)
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
     H_out, Hp, Wp, K = P // W_out, H + 2 * ph, W + 2 * pw, w2t.shape[0]
-    offs = _taps(C, KH, KW, Hp, Wp, dil_h, dil_w)
-    base = _windows(H_out, W_out, Wp, sh, sw)
-    wide = sh == 1 and sw == 1
-    offs_u, base_u = offs.astype(np.uint64), base.astype(np.uint64)
-    runs = dil_w == 1 and KW <= _RUN
+    wide = base.size == 0
     row_len = Wp if wide else W_out
     L = H_out * row_len
-    F4, K4 = -(-F // 4) * 4, -(-K // 4) * 4  # _gemm_dots works in blocks of 4 × 4
-    offs4 = np.zeros(K4, np.int64)  # the taps past K repeat offset 0; their sums are dropped
-    for k in range(K):
-        offs4[k] = offs[k]
+    ones_at = K + _RUN  # db's column in dw_db, the 1s in patches
     zero = x.dtype.type(0)
     T = dw_parts.shape[0]
-    xp = np.zeros(C * Hp * Wp + (KW - 1) * dil_w + _RUN, x.dtype)
-    dxp = np.zeros_like(xp)
-    # (P, K + _RUN + 1): one receptive field per row, then spill room, then a column of 1s
-    # (so that the product with dout also sums dout, which is db); strides > 1 only
-    patches = _padded_zeros(0 if wide else P, K + _RUN + 1, x.dtype)
-    patches[:, K + _RUN] = 1
-    dout_rows = _padded_zeros(F4, L, x.dtype)  # (F4, L), zero in rows ≥ F, dropped columns
-    dcols = _padded_zeros(K, L, x.dtype)  # (K, L)
-    dw_db = _padded_zeros(F4, K + _RUN + 1, x.dtype)  # dw in columns < K4, db in K + _RUN
+    xp, dxp, patches = xp_all[t], dxp_all[t], patches_all[t]
+    dout_rows, dcols, dw_db = dout_rows_all[t], dcols_all[t], dw_db_all[t]
+    for f in range(dw_db.shape[0]):  # the sums start at 0 in every call
+        _fill(dw_db[f], zero)
     for n in range(t * N // T, (t + 1) * N // T):
         _pad_into(x[n], ph, pw, Hp, Wp, xp)
         if wide or need_dx:
@@ -153,10 +270,10 @@ def _fast_backward_kernel(
         if wide:  # tap k's values are the run xp[offs[k] : offs[k] + L]: read in place
             _gemm_dots(dout_rows, L, xp, offs4, dw_db)
             for f in range(F):
-                dw_db[f, K + _RUN] += _sum(dout_rows[f])
+                dw_db[f, ones_at] += _sum(dout_rows[f])
         else:
-            if runs:
-                _gather_runs(xp, base, offs_u[::KW], KW, patches)
+            if runs_kw > 0:  # dilation 1, KW ≤ 8: the taps of a filter row in one move
+                _gather_runs(xp, base, group_offs_u, runs_kw, patches)
             else:
                 _gather(xp, base, offs_u, patches)
             _gemm(dout[n], patches, dw_db)  # (F, P) @ (P, K + _RUN + 1)
@@ -178,7 +295,7 @@ def _fast_backward_kernel(
                 _copy(dxp[start : start + W], dx[n, c, y])
     for f in range(F):
         _copy(dw_db[f, :K], dw_parts[t, f])
-        db_parts[t, f] = dw_db[f, K + _RUN]
+        db_parts[t, f] = dw_db[f, ones_at]
 
 
 # The same chunks as a prange, on the OpenMP pool, for a process in which PyTorch (or another
@@ -187,49 +304,27 @@ def _fast_backward_kernel(
 
 
 @kernel
-def _forward_shared(T, x, w2, b, KH, KW, sh, sw, ph, pw, dil_h, dil_w, rows, chunks, out, W_out):
+def _forward_shared(T, x, w2, b, offs, base_u, ph, pw, sh, sw, rows, chunks, out, W_out, xp_all,
+                    cols_all, out_rows_all):
     for t in prange(T):  # chunk t writes only its own output rows (chunks == T)
         _fast_forward_kernel(  # t as int64: prange counts unsigned, a second compilation
-            x, w2, b, KH, KW, sh, sw, ph, pw, dil_h, dil_w, rows, chunks, out, W_out, np.int64(t)
+            x, w2, b, offs, base_u, ph, pw, sh, sw, rows, chunks, out, W_out, xp_all, cols_all,
+            out_rows_all, np.int64(t),
         )  # fmt: skip
 
 
 @kernel
 def _backward_shared(
-    T, dout, W_out, x, w2t, KH, KW, sh, sw, ph, pw, dil_h, dil_w, need_dx, dx, dw_parts, db_parts
+    T, dout, W_out, x, w2t, offs, offs_u, offs4, group_offs_u, runs_kw, base, base_u, ph, pw,
+    xp_all, dxp_all, patches_all, dout_rows_all, dcols_all, dw_db_all, need_dx, dx, dw_parts,
+    db_parts,
 ):  # fmt: skip
     for t in prange(T):  # chunk t writes only its samples' dx, dw_parts[t] and db_parts[t]
         _fast_backward_kernel(
-            dout, W_out, x, w2t, KH, KW, sh, sw, ph, pw, dil_h, dil_w, need_dx, dx, dw_parts,
-            db_parts, np.int64(t),
+            dout, W_out, x, w2t, offs, offs_u, offs4, group_offs_u, runs_kw, base, base_u, ph, pw,
+            xp_all, dxp_all, patches_all, dout_rows_all, dcols_all, dw_db_all, need_dx, dx,
+            dw_parts, db_parts, np.int64(t),
         )  # fmt: skip
-
-
-@serial_kernel
-def _taps(C, KH, KW, Hp, Wp, dil_h, dil_w):
-    """offs[k]: where tap k = (c, m, q) reads, relative to its window, in the padded sample."""
-    offs = np.empty(C * KH * KW, np.int64)
-    for c in range(C):
-        for m in range(KH):
-            for q in range(KW):
-                offs[(c * KH + m) * KW + q] = (c * Hp + m * dil_h) * Wp + q * dil_w
-    return offs
-
-
-@serial_kernel
-def _windows(H_out, W_out, Wp, sh, sw):
-    """base[p]: where the window of output position p = (i, j) starts in the padded plane."""
-    base = np.empty(H_out * W_out, np.int64)
-    for i in range(H_out):
-        for j in range(W_out):
-            base[i * W_out + j] = i * sh * Wp + j * sw
-    return base
-
-
-@serial_kernel
-def _padded_zeros(rows, cols, dtype):
-    """A zeroed (rows, ≥cols) matrix, rows padded to a multiple of 16 values (whole vectors)."""
-    return np.zeros((rows, -(-cols // 16) * 16), dtype)
 
 
 @serial_kernel

@@ -1,3 +1,5 @@
+import threading
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -7,8 +9,10 @@ from numpy.testing import assert_allclose, assert_array_equal
 
 from cnnlib import reference as ref
 from cnnlib._conv_fast import (
+    _backward_plan,
     _fast_backward_kernel,
     _fast_forward_kernel,
+    _forward_plan,
     _gather,
     _gather_row_runs,
     _gather_runs,
@@ -203,24 +207,80 @@ def test_readable_kernels_match_their_serial_python():
 @pytest.mark.parametrize("stride", [1, (2, 1), (1, 2)], ids=["1", "rows-2", "columns-2"])
 def test_fast_kernels_match_their_serial_python(stride):
     x, w, b, dout = random_problem(3, 2, 6, 5, 3, 3, 2, stride, (1, 2), (1, 2))
-    args = (*np.broadcast_to(stride, 2), 1, 2, 1, 2)  # sh, sw, ph, pw, dil_h, dil_w
+    hyper = (tuple(np.broadcast_to(stride, 2)), (1, 2), (1, 2))  # stride, padding, dilation
     out, out_py = np.empty(dout.shape), np.empty(dout.shape)
-    N, F, _, W_out = dout.shape
-    w2, d3 = w.reshape(F, -1), dout.reshape(N, F, -1)
-    args = (*w.shape[2:], *args)  # KH, KW, ...
-    blocks = (2, 2)  # blocks of 2 output rows, 2 chunks
-    for t in range(2):  # each call fills its chunk
-        _fast_forward_kernel(x, w2, b, *args, *blocks, out.reshape(N, F, -1), W_out, t)
-        _fast_forward_kernel.py_func(x, w2, b, *args, *blocks, out_py.reshape(N, F, -1), W_out, t)
-    assert_allclose(out, out_py, rtol=1e-12, atol=1e-12)
-    grads = np.empty_like(x), np.empty((2, 3, w[0].size)), np.empty((2, 3))
-    grads_py = np.empty_like(x), np.empty((2, 3, w[0].size)), np.empty((2, 3))
-    w2t = np.ascontiguousarray(w2.T)
+    # blocks of 2 output rows in 2 chunks; each call fills its chunk
+    _, args = _forward_plan(x, w, b, *hyper, out, rows=2, chunks=2)
+    _, args_py = _forward_plan(x, w, b, *hyper, out_py, rows=2, chunks=2)
     for t in range(2):
-        _fast_backward_kernel(d3, W_out, x, w2t, *args, True, *grads, t)
-        _fast_backward_kernel.py_func(d3, W_out, x, w2t, *args, True, *grads_py, t)
-    for got, want in zip(grads, grads_py, strict=True):
+        _fast_forward_kernel(*args, t)
+        _fast_forward_kernel.py_func(*args_py, t)
+    assert_allclose(out, out_py, rtol=1e-12, atol=1e-12)
+    _, args = _backward_plan(dout, x, w, *hyper, True, chunks=2)
+    _, args_py = _backward_plan(dout, x, w, *hyper, True, chunks=2)
+    for t in range(2):
+        _fast_backward_kernel(*args, t)
+        _fast_backward_kernel.py_func(*args_py, t)
+    for got, want in zip(args[-3:], args_py[-3:], strict=True):  # dx, dw_parts, db_parts
         assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_scratch_kept_between_calls_leaves_nothing_behind():
+    """The fast kernels keep their scratch per thread and shape (``_conv_fast._scratch``).
+    Convolutions whose padded samples have the same length but another padding, stride or data
+    run in turn, and each gives the readable kernel's numbers every time."""
+    problems = [random_problem(3, 2, 8, 8, 3, 3, 3, 1, 1, 1, seed=1),  # 10×10 padded
+                random_problem(3, 2, 6, 6, 3, 3, 3, 1, 2, 1, seed=2),  # 10×10 padded too
+                random_problem(3, 2, 10, 10, 3, 3, 3, 2, 0, 1, seed=3),  # stride 2: patches
+                random_problem(3, 2, 8, 8, 3, 3, 3, 1, 1, 1, seed=4)]  # the first shapes again
+    hyper = [(1, 1, 1), (1, 2, 1), (2, 0, 1), (1, 1, 1)]
+    for _ in range(2):
+        for (x, w, b, dout), (stride, padding, dilation) in zip(problems, hyper, strict=True):
+            got = [conv2d_forward(x, w, b, stride, padding, dilation, method=m) for m in METHODS]
+            assert_allclose(got[0][0], got[1][0], rtol=1e-12, atol=1e-12)
+            grads = [conv2d_backward(dout, cache) for _, cache in got]
+            for a, c in zip(*grads, strict=True):
+                assert_allclose(a, c, rtol=1e-12, atol=1e-12)
+
+
+def test_threads_get_scratch_of_their_own():
+    """Two threads convolving at once (one of them runs its chunks itself, _loops._in_chunks)
+    do not share scratch: both get the numbers of a convolution alone."""
+    x, w, b, dout = random_problem(8, 3, 12, 12, 4, 3, 3, 1, 1, 1, seed=5)
+    want, cache = conv2d_forward(x, w, b, 1, 1, 1)
+    want_grads = conv2d_backward(dout, cache)
+    failures = []
+
+    def work():
+        for _ in range(30):
+            out, cache = conv2d_forward(x, w, b, 1, 1, 1)
+            grads = conv2d_backward(dout, cache)
+            if not (np.array_equal(out, want)
+                    and all(np.array_equal(g, h) for g, h in zip(grads, want_grads, strict=True))):
+                failures.append(1)
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures
+
+
+def test_kept_scratch_stays_under_its_limit(monkeypatch):
+    """A slider that changes the shape at every move keeps at most _KEEP_BYTES of scratch."""
+    from cnnlib import _conv_fast
+
+    monkeypatch.setattr(_conv_fast, "_KEEP_BYTES", 200_000)
+    for size in range(6, 30, 2):
+        x, w, b, _ = random_problem(2, 3, size, size, 4, 3, 3, 1, 1, 1, seed=size)
+        out, cache = conv2d_forward(x, w, b, 1, 1, 1)
+        conv2d_backward(out, cache)
+        kept = _conv_fast._buffers.kept
+        assert 0 < sum(map(_conv_fast._nbytes, kept.values())) <= 200_000
+    big = random_problem(2, 3, 120, 120, 4, 3, 3, 1, 1, 1)  # more than the limit: not kept
+    out, cache = conv2d_forward(*big[:3], 1, 1, 1)
+    assert sum(map(_conv_fast._nbytes, _conv_fast._buffers.kept.values())) <= 200_000
 
 
 @pytest.mark.parametrize("L", [7, 512, 1300])  # shorter than, one, and several sum pieces
@@ -244,17 +304,14 @@ def test_float32_kernels_compute_in_float32():
     """No float64 arithmetic in the LLVM IR of a fresh serial compile for float32 arrays."""
     x, w, b, dout = (a.astype(np.float32) for a in random_problem(2, 2, 5, 5, 3, 3, 3, 1, 1, 1))
     xp, dxp = np.ones((2, 2, 7, 7), np.float32), np.zeros((2, 2, 7, 7), np.float32)
-    hyper = (1, 1, 1, 1, 1, 1)  # sh, sw, ph, pw, dil_h, dil_w
-    w2, d3 = w.reshape(3, -1), dout.reshape(2, 3, -1)
+    plan = ((1, 1), (1, 1), (1, 1))  # stride, padding, dilation
     taps, flat = np.arange(4, dtype=np.uint64), np.ones(64, np.float32)
     cases = [
         (conv2d_forward_kernel, (xp, w, b, 1, 1, 1, 1, np.empty_like(dout))),
         (conv2d_dw_kernel, (dout, xp, 1, 1, 1, 1, np.empty_like(w), np.empty_like(b))),
         (conv2d_dx_kernel, (dout, w, 1, 1, 1, 1, dxp)),
-        (_fast_forward_kernel, (x, w2, b, 3, 3, *hyper, 2, 1, np.empty_like(d3), 5, 0)),
-        (_fast_backward_kernel, (d3, 5, x, np.ascontiguousarray(w2.T), 3, 3, *hyper, True,
-                                 np.empty_like(x), np.empty((1, 3, 18), np.float32),
-                                 np.empty((1, 3), np.float32), 0)),
+        (_fast_forward_kernel, (*_forward_plan(x, w, b, *plan, np.empty_like(dout))[1], 0)),
+        (_fast_backward_kernel, (*_backward_plan(dout, x, w, *plan, True)[1], 0)),
         (_gemm, (np.ones((5, 6), np.float32), np.ones((6, 16), np.float32),
                  np.zeros((5, 16), np.float32))),
         (_gemm_dots, (np.ones((4, 20), np.float32), 10, flat, np.arange(4),
