@@ -88,9 +88,10 @@ class no_huge_page_advice:  # lower case: used like a function, ``with no_huge_p
     2 MB page is at hand makes the kernel compact memory on the spot, and the program waits
     (numpy/numpy#31590). Right after Numba compiled cnnlib's kernels that is the rule: measured
     on the 2-core VM (2026-12-08), ``make_shapes(2000)`` took 0.47-0.95 s after a cold compile
-    in the same process and 0.08 s with the advice off (or without the compile); its 24 MB
-    arrays alone took 98-203 ms (``np.where``), 241-259 ms (the noise) and 212-336 ms (the sum)
-    instead of 8, 53 and 8 ms. A training step runs as fast without huge pages (shapes CNN:
+    in the same process, 0.08 s without the compile and 0.09 s after it with the advice off;
+    its 24 MB arrays took 98-203 ms (``np.where``), 241-259 ms (the noise) and 212-336 ms (the
+    sum) instead of 11, 57 and 12 ms. Notebook 06 from an empty cache: 15.6 / 15.8 s, and
+    15.3 / 15.0 s with this. A training step runs as fast without huge pages (shapes CNN:
     9.42-9.66 ms with, 9.53-9.55 ms without), because cnnlib's malloc settings keep its
     buffers mapped from one step to the next. So cnnlib's layers and data generators allocate
     without the advice; NumPy keeps it for the user's own arrays (an array over 32 MB, mapped
