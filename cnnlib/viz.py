@@ -264,6 +264,41 @@ def show_image(img: np.ndarray, title: str | None = None, ax: Axes | None = None
     return ax
 
 
+def tile_row(ax: Axes, tiles: Sequence[np.ndarray], titles: Sequence[str] | None = None,
+             styles: Sequence[dict] | None = None, fontsize: float = 7,
+             slots: int | None = None) -> Axes:
+    """Images side by side on one Axes, each as an image of its own (``ax.images[k]``) with a
+    thin frame and an optional title above it; ``styles[k]`` holds ``imshow`` options (cmap,
+    vmin, vmax). Every tile is one unit wide, whatever its size in pixels; ``slots`` (at least
+    ``len(tiles)``) sets the row's width in tiles, so that rows of one figure match.
+
+    A figure with dozens of small images draws several times faster this way than with one
+    Axes per image (notebook 06: the first layer's 16 filters, before and after training).
+    """
+    gap = 0.12
+    pictures = [_as_displayable(tile) for tile in tiles]
+    for k, a in enumerate(pictures):
+        height = a.shape[0] / a.shape[1]
+        left = k * (1 + gap)
+        style = {"cmap": "gray"} | (dict(styles[k]) if styles else {})
+        if a.ndim == 3:
+            style.pop("cmap", None)
+        ax.imshow(a, extent=(left, left + 1, height, 0), interpolation="nearest", **style)
+        ax.add_patch(Rectangle((left, 0), 1, height, fill=False, linewidth=0.8,
+                               edgecolor="0.15"))
+        if titles:
+            ax.text(left + 0.5, -0.06, titles[k], ha="center", va="bottom", fontsize=fontsize)
+    ax.set_xlim(-0.02, max(len(tiles), slots or 0) * (1 + gap) - gap + 0.02)
+    tallest = max((a.shape[0] / a.shape[1] for a in pictures), default=1.0)
+    ax.set_ylim(tallest + 0.02, -0.02)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    return ax
+
+
 def show_images(images: Sequence[np.ndarray] | np.ndarray, titles: Sequence[str] | None = None,
                 ncols: int | None = None, cmap: str = "gray", size: float = 2.6,
                 suptitle: str | None = None, shared_range: bool = False) -> Figure:
@@ -278,9 +313,17 @@ def show_images(images: Sequence[np.ndarray] | np.ndarray, titles: Sequence[str]
     if shared_range:
         vmin = float(min(np.min(a) for a in images))
         vmax = float(max(np.max(a) for a in images))
-    fig, axes = image_grid(len(images), ncols, size, suptitle)
-    for k, (ax, img) in enumerate(zip(axes, images, strict=True)):
-        show_image(img, titles[k] if titles else None, ax=ax, cmap=cmap, vmin=vmin, vmax=vmax)
+    ncols = max(1, min(len(images), ncols or len(images)))
+    nrows = max(1, -(-len(images) // ncols))
+    # one Axes per row, each image an image of its own on it (tile_row: faster to draw)
+    fig, axes = plt.subplots(nrows, 1, figsize=(size * ncols, size * nrows + 0.3), squeeze=False)
+    style = {"cmap": cmap, "vmin": vmin, "vmax": vmax}
+    for row, ax in enumerate(axes[:, 0]):
+        part = slice(row * ncols, (row + 1) * ncols)
+        tile_row(ax, images[part], titles[part] if titles else None,
+                 [style] * len(images[part]), fontsize=10, slots=ncols)
+    if suptitle:
+        fig.suptitle(suptitle)
     fig.tight_layout()
     return fig
 
@@ -434,5 +477,6 @@ __all__ = [
     "show_matrix",
     "show_source",
     "show_table",
+    "tile_row",
     "without_japanese",
 ]

@@ -91,7 +91,7 @@ def test_confused_examples_pick_the_right_images():
     labels = np.array([0, 1, 1, 0, 1, 1])
     predictions = np.array([0, 0, 0, 0, 1, 0])
     fig = P.show_confused_examples(images, labels, predictions, [(1, 0, 3)], ["zero", "one"], n=4)
-    shown = [ax.images[0].get_array()[0, 0] for ax in fig.axes if ax.images]
+    shown = [im.get_array()[0, 0] for ax in fig.axes for im in ax.images]
     assert shown == [1, 2, 5]
     assert any("one\n→ zero\n(3×)" in t for t in texts(fig))
     with pytest.raises(ValueError, match="no confused pairs"):
@@ -113,12 +113,12 @@ def test_prediction_bars_are_the_probabilities():
 
 def test_filters_grey_and_rgb(model):
     fig = P.show_filters(model.layers[0].params["w"])
-    assert len([ax for ax in fig.axes if ax.images]) == 4
+    assert sum(len(ax.images) for ax in fig.axes) == 4
     rgb = fig.axes[0].images[0].get_array()
     assert rgb.shape == (3, 3, 3) and rgb.min() >= 0 and rgb.max() <= 1
     w = np.zeros((2, 3, 3, 3))
     w[0, 0, 1, 2], w[1, 2, 0, 0] = 2.0, -1.0  # filter 0: one red tap; filter 1: anti-blue
-    pixels = [ax.images[0].get_array() for ax in P.show_filters(w).axes]
+    pixels = [im.get_array() for ax in P.show_filters(w).axes for im in ax.images]
     assert_allclose(pixels[0][1, 2], [1.0, 0.5, 0.5])
     assert_allclose(pixels[1][0, 0], [0.5, 0.5, 0.0])  # each filter on its own scale
     assert_allclose(pixels[0][0, 0], [0.5, 0.5, 0.5])  # zero weights are grey
@@ -139,7 +139,9 @@ def test_feature_maps_by_depth_follow_the_network(model):
     assert (maps[0][1] >= 0).all()
     assert model.training, "the mode is restored"
     fig = P.show_feature_maps_by_depth(model, image, n_maps=3)
-    assert len([ax for ax in fig.axes if ax.images]) == 1 + 2 * 3
+    assert [len(ax.images) for ax in fig.axes] == [1, 3, 3]  # the input, then 3 maps per block
+    strongest = np.argsort(-maps[0][1].mean(axis=(1, 2)), kind="stable")[0]
+    assert_allclose(fig.axes[1].images[0].get_array(), maps[0][1][strongest])
 
 
 # --------------------------------------------------------------------------- exercises

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 from numba import njit
+from numpy.testing import assert_array_equal
 
 from cnnlib import viz
 
@@ -70,11 +71,25 @@ def test_show_images_accepts_grey_hwc_and_chw():
     fig = viz.show_images([rng.random((5, 6)), rng.random((5, 6, 3)), rng.random((3, 5, 6))],
                           titles=["grey", "HWC", "CHW"], ncols=2)
     _rendered(fig)
-    visible = [ax for ax in fig.axes if ax.get_visible()]
-    assert [ax.get_title() for ax in visible] == ["grey", "HWC", "CHW"]
-    assert len(fig.axes) == 4 and not fig.axes[3].get_visible()  # 2×2 grid, one unused
-    assert visible[1].images[0].get_array().shape == (5, 6, 3)
-    assert visible[2].images[0].get_array().shape == (5, 6, 3)
+    assert [len(ax.images) for ax in fig.axes] == [2, 1]  # rows of 2
+    assert [t.get_text() for ax in fig.axes for t in ax.texts] == ["grey", "HWC", "CHW"]
+    shown = [im.get_array() for ax in fig.axes for im in ax.images]
+    assert shown[0].shape == (5, 6) and shown[1].shape == shown[2].shape == (5, 6, 3)
+    assert fig.axes[0].get_xlim() == fig.axes[1].get_xlim()  # the same scale in every row
+
+
+def test_tile_row_draws_each_tile_as_an_image_of_its_own():
+    fig, ax = plt.subplots()
+    tiles = [np.arange(6.0).reshape(2, 3), np.ones((4, 4, 3)) * 0.5]
+    viz.tile_row(ax, tiles, ["a", "b"], [{"cmap": "magma", "vmin": 0, "vmax": 5}, {}], slots=3)
+    _rendered(fig)
+    assert [t.get_text() for t in ax.texts] == ["a", "b"]
+    assert_array_equal(ax.images[0].get_array(), tiles[0])
+    assert ax.images[0].get_cmap().name == "magma" and ax.images[0].get_clim() == (0, 5)
+    assert ax.images[0].get_extent()[:2] == [0, 1] and ax.images[1].get_extent()[1] == 2.12
+    assert ax.get_xlim()[1] > 3  # three slots wide, although two tiles are drawn
+    assert len(ax.patches) == 2  # a frame per tile
+    plt.close(fig)
 
 
 def test_show_images_rejects_mismatched_titles_and_bad_shapes():

@@ -14,20 +14,23 @@ def test_three_rows_and_the_change_row_shows_the_difference(channels):
     after = before.copy()
     after[2] += 1.0
     fig = show_filters_before_after(before, after)
-    axes = np.array(fig.axes).reshape(3, 5)
-    shown = axes[2, 2].images[0].get_array()
+    assert len(fig.axes) == 3 and all(len(ax.images) == 5 for ax in fig.axes)  # rows, filters
+    change = fig.axes[2].images
     if channels == 1:   # the change of filter 2 is a constant: drawn at the top of its scale
-        assert np.allclose(shown, 1.0)
+        assert np.allclose(change[2].get_array(), 1.0)
+        assert np.allclose(change[2].get_clim(), (-1, 1))
     else:               # RGB: 0.5 + 0.5·change/scale = 1 everywhere
-        assert np.allclose(shown, 1.0)
-    assert np.allclose(axes[2, 0].images[0].get_array(), 0.0 if channels == 1 else 0.5)
+        assert np.allclose(change[2].get_array(), 1.0)
+    assert np.allclose(change[0].get_array(), 0.0 if channels == 1 else 0.5)
+    # before and after share each filter's scale
+    assert fig.axes[0].images[1].get_clim() == fig.axes[1].images[1].get_clim() or channels == 3
     plt.close(fig)
 
 
 def test_two_rows_and_errors():
     w = np.zeros((4, 1, 3, 3))
     fig = show_filters_before_after(w, w, names=("a", "b"))
-    assert len(fig.axes) == 8
+    assert [len(ax.images) for ax in fig.axes] == [4, 4]
     plt.close(fig)
     with pytest.raises(ValueError, match="shape"):
         show_filters_before_after(w, w[:2])

@@ -205,18 +205,15 @@ def show_confused_examples(images: np.ndarray, labels: np.ndarray, predictions: 
     if not pairs:
         raise ValueError("取り違えた組がありません（no confused pairs）。"
                          "このデータではモデルが全問正解しています")
-    fig, axes = plt.subplots(len(pairs), n, figsize=(1.3 * n + 1.6, 1.45 * len(pairs)),
+    # one Axes per pair, each image an image of its own on it (viz.tile_row: faster to draw)
+    fig, axes = plt.subplots(len(pairs), 1, figsize=(1.3 * n + 1.6, 1.45 * len(pairs)),
                              squeeze=False)
     for row, (t, p, count) in enumerate(pairs):
         picks = np.flatnonzero((labels == t) & (predictions == p))[:n]
-        for col in range(n):
-            ax = axes[row, col]
-            ax.axis("off")
-            if col < len(picks):
-                viz.show_image(images[picks[col]], ax=ax)
-        axes[row, 0].text(-0.15, 0.5, f"{class_names[t]}\n→ {class_names[p]}\n({count}×)",
-                          transform=axes[row, 0].transAxes, ha="right", va="center",
-                          fontsize=8)
+        ax = axes[row, 0]
+        viz.tile_row(ax, [images[k] for k in picks], slots=n)
+        ax.text(-0.03, 0.5, f"{class_names[t]}\n→ {class_names[p]}\n({count}×)",
+                transform=ax.transAxes, ha="right", va="center", fontsize=8)
     fig.suptitle("よく取り違える組: 正しいクラス → 予測したクラス", fontsize=10)
     fig.tight_layout()
     return fig
@@ -263,14 +260,23 @@ def show_filters(w: np.ndarray, title: str = "1 層目のフィルタ") -> Figur
     if w.ndim != 4:
         raise ValueError(f"w の形は (F, C, KH, KW) です。{w.shape} でした")
     f, c = w.shape[:2]
-    fig, axes = viz.image_grid(f, min(f, 8), size=1.2, suptitle=title)
-    for k, ax in enumerate(axes):
-        v = float(np.abs(w[k]).max()) or 1.0
-        if c == 3:
-            viz.show_image(0.5 + np.moveaxis(w[k], 0, -1) / (2 * v), ax=ax)  # (KH, KW, 3)
-        else:
-            viz.show_image(w[k, 0], ax=ax, cmap="RdBu_r", vmin=-v, vmax=v)
-        ax.set_title(f"{k}", fontsize=7)
+    per_row = min(f, 8)
+    rows = -(-f // per_row)
+    # one Axes per row of 8 filters, each filter an image of its own (viz.tile_row)
+    fig, axes = plt.subplots(rows, 1, figsize=(1.2 * per_row, 1.2 * rows + 0.3), squeeze=False)
+    for row, ax in enumerate(axes[:, 0]):
+        ks = range(row * per_row, min(f, (row + 1) * per_row))
+        tiles, styles = [], []
+        for k in ks:
+            v = float(np.abs(w[k]).max()) or 1.0
+            if c == 3:
+                tiles.append(0.5 + np.moveaxis(w[k], 0, -1) / (2 * v))  # (KH, KW, 3)
+                styles.append({})
+            else:
+                tiles.append(w[k, 0])
+                styles.append({"cmap": "RdBu_r", "vmin": -v, "vmax": v})
+        viz.tile_row(ax, tiles, [f"{k}" for k in ks], styles, slots=per_row)
+    fig.suptitle(title)
     fig.tight_layout()
     return fig
 
@@ -300,15 +306,15 @@ def show_feature_maps_by_depth(model: Sequential, image: np.ndarray, n_maps: int
     activation) after each ReLU: small details in the first block, coarser parts later."""
     depths = [(label, m) for label, m in feature_maps_by_depth(model, image) if "ReLU" in label]
     rows = len(depths) + 1
-    fig, axes = plt.subplots(rows, n_maps, figsize=(1.5 * n_maps, 1.6 * rows), squeeze=False)
-    for ax in axes.ravel():
-        ax.axis("off")
-    viz.show_image(image, "入力", ax=axes[0, 0])
+    # one Axes per row, each map an image of its own (viz.tile_row), on its own colour scale
+    fig, axes = plt.subplots(rows, 1, figsize=(1.5 * n_maps, 1.6 * rows), squeeze=False)
+    viz.tile_row(axes[0, 0], [image], ["入力"], fontsize=10, slots=n_maps)
     for row, (_, maps) in enumerate(depths, start=1):
         strongest = np.argsort(-maps.mean(axis=(1, 2)), kind="stable")[:n_maps]
-        for col, ch in enumerate(strongest):
-            viz.show_image(maps[ch], f"チャネル {ch}", ax=axes[row, col], cmap="magma")
-        axes[row, 0].text(-0.2, 0.5, f"ブロック {row}\n{_shape_text(maps.shape)}",
+        viz.tile_row(axes[row, 0], [maps[ch] for ch in strongest],
+                     [f"チャネル {ch}" for ch in strongest], [{"cmap": "magma"}] * len(strongest),
+                     fontsize=10, slots=n_maps)
+        axes[row, 0].text(-0.04, 0.5, f"ブロック {row}\n{_shape_text(maps.shape)}",
                           transform=axes[row, 0].transAxes, ha="right", va="center", fontsize=8)
     fig.suptitle("各 ReLU のあとの特徴マップ（明るいほど強い応答）", fontsize=10)
     fig.tight_layout()
