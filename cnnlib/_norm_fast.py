@@ -51,13 +51,18 @@ def _forward_channels(x, gamma, beta, eps, out, mean, var, rstd, T, t):
         for n in range(N):
             for p in range(P):
                 sums[p] += x3[n, c, p]
-        mu = sums.sum() / count
-        sums[:] = 0.0
+        total = 0.0  # loops, not sums.sum() and sums[:] = 0: those compile NumPy's code in
+        for p in range(P):
+            total += sums[p]
+            sums[p] = 0.0
+        mu = total / count
         for n in range(N):
             for p in range(P):
                 d = x3[n, c, p] - mu
                 sums[p] += d * d
-        squares = sums.sum()
+        squares = 0.0
+        for p in range(P):
+            squares += sums[p]
         mean[c] = mu
         var[c] = squares / count
         rstd[c] = 1.0 / np.sqrt(squares / count + eps)
@@ -84,7 +89,10 @@ def _backward_channels(dout, x, mean, rstd, gamma, dx, dgamma, dbeta, T, t):
                 x_hat = (x3[n, c, p] - mu) * r
                 sums_dout[p] += dout3[n, c, p]
                 sums_dout_x_hat[p] += dout3[n, c, p] * x_hat
-        sum_dout, sum_dout_x_hat = sums_dout.sum(), sums_dout_x_hat.sum()
+        sum_dout, sum_dout_x_hat = 0.0, 0.0
+        for p in range(P):
+            sum_dout += sums_dout[p]
+            sum_dout_x_hat += sums_dout_x_hat[p]
         dbeta[c] = sum_dout
         dgamma[c] = sum_dout_x_hat
         mean_dout = x.dtype.type(sum_dout / count)
