@@ -83,21 +83,23 @@ class no_huge_page_advice:  # lower case: used like a function, ``with no_huge_p
     advice.
 
     On Linux NumPy asks the kernel for transparent huge pages (``madvise(MADV_HUGEPAGE)``) on
-    every array of 4 MB or more. Where the kernel's ``transparent_hugepage/defrag`` setting is
-    ``madvise`` (Debian's and Ubuntu's default), a first touch of such memory while no free
-    2 MB page is at hand makes the kernel compact memory on the spot, and the program waits
-    (numpy/numpy#31590). Right after Numba compiled cnnlib's kernels that is the rule: measured
-    on the 2-core VM (2026-12-08), ``make_shapes(2000)`` took 0.47-0.95 s after a cold compile
-    in the same process, 0.08 s without the compile and 0.09 s after it with the advice off;
-    its 24 MB arrays took 98-203 ms (``np.where``), 241-259 ms (the noise) and 212-336 ms (the
-    sum) instead of 11, 57 and 12 ms. Notebook 06 from an empty cache: 15.6 / 15.8 s, and
-    15.3 / 15.0 s with this. A training step runs as fast without huge pages (shapes CNN:
-    9.42-9.66 ms with, 9.53-9.55 ms without), because cnnlib's malloc settings keep its
-    buffers mapped from one step to the next. So cnnlib's layers and data generators allocate
-    without the advice; NumPy keeps it for the user's own arrays (an array over 32 MB, mapped
-    afresh each time, is allocated about twice as fast in huge pages when the kernel has them:
-    ``big + 1`` on 128 MB took 22.7 ms with and 42.7-46.1 ms without). A user who set
-    ``NUMPY_MADVISE_HUGEPAGE`` has chosen, and cnnlib leaves the setting alone.
+    every array of 4 MB or more, so the first touch of such an array faults in 2 MB at a time.
+    That can be slow: where the kernel's ``transparent_hugepage/defrag`` setting is ``madvise``
+    (Debian's and Ubuntu's default) it may compact memory on the spot (numpy/numpy#31590), and
+    on the 2-core VM the course is measured on (a Firecracker guest, which reported no
+    compaction stalls) right after Numba had compiled in the same process each 2 MB page took
+    about 23 ms to fault in (29 pages in 0.66 s), as if the host had to back it afresh.
+    Measured there (2026-12-08): ``make_shapes(2000)`` took 0.47-0.95 s after a cold compile,
+    0.08 s without the compile and 0.09 s after it with the advice off; its 24 MB arrays took
+    98-290 ms (``np.where``), 241-291 ms (the noise) and 197-336 ms (the sum) instead of 11,
+    57 and 12 ms. Notebook 06 from an empty cache: 15.6 / 15.8 s, and 15.3 / 15.0 s with this.
+    A training step runs as fast without huge pages (shapes CNN: 9.42-9.66 ms with, 9.53-9.55
+    ms without), because cnnlib's malloc settings keep its buffers mapped from one step to the
+    next. So cnnlib's layers and data generators allocate without the advice; NumPy keeps it
+    for the user's own arrays (an array over 32 MB, mapped afresh each time, is allocated about
+    twice as fast in huge pages when the kernel has them: ``big + 1`` on 128 MB took 22.7 ms
+    with and 42.7-46.1 ms without). A user who set ``NUMPY_MADVISE_HUGEPAGE`` has chosen, and
+    cnnlib leaves the setting alone.
     """
 
     __slots__ = ("before",)
